@@ -1,0 +1,119 @@
+"""The shared mmengine plumbing: overrides, devices, schedules, and deliberate checkpoint loading."""
+from __future__ import annotations
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from transfer.engine.compat import load_local_checkpoint, trust_checkpoints_in
+from transfer.engine.config import load_config, parse_overrides
+from transfer.engine.devices import adapt_to_devices, replace_syncbn, resolve_gpus
+from transfer.engine.schedule import shorten_schedule
+from transfer.errors import UserError
+
+
+def _protocol_cfg() -> Config:
+    return Config(dict(
+        protocol_gpus=8,
+        model=dict(backbone=dict(norm_cfg=dict(type="SyncBN", requires_grad=True)),
+                   roi_head=dict(shared_head=dict(norm_cfg=dict(type="SyncBN")),
+                                 heads=[dict(norm_cfg=dict(type="SyncBN")), dict(norm_cfg=dict(type="GN"))])),
+        train_dataloader=dict(batch_size=2),
+        optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.02)),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=24000, val_interval=24000),
+        param_scheduler=[dict(type="LinearLR", by_epoch=False, begin=0, end=100),
+                         dict(type="MultiStepLR", by_epoch=False, begin=0, end=24000, milestones=[18000, 22000])],
+        default_hooks=dict(checkpoint=dict(type="CheckpointHook", interval=2000), logger=dict(interval=50)),
+    ))
+
+
+def test_parse_overrides():
+    assert parse_overrides(["a.b=1", "c=[1, 2]", "d=SyncBN", "e=0.5", "f=True"]) == \
+        {"a.b": 1, "c": [1, 2], "d": "SyncBN", "e": 0.5, "f": True}
+    with pytest.raises(UserError, match="not key=value"):
+        parse_overrides(["lr0.1"])
+
+
+def test_load_config_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(tmp_path / "none.py")
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = (\n")
+    with pytest.raises(UserError, match="could not be loaded"):
+        load_config(bad)
+    good = tmp_path / "good.py"
+    good.write_text("a = dict(b=1, c=2)\n")
+    assert load_config(good, ["a.b=5"]).a == {"b": 5, "c": 2}
+
+
+def test_syncbn_becomes_bn_everywhere():
+    cfg = _protocol_cfg()
+    assert replace_syncbn(cfg._cfg_dict) == 3
+    assert cfg.model.roi_head.heads[0].norm_cfg.type == "BN" and cfg.model.roi_head.heads[1].norm_cfg.type == "GN"
+
+
+def test_one_process_keeps_the_total_batch():
+    cfg = _protocol_cfg()
+    notes = adapt_to_devices(cfg, gpus=0)
+    assert cfg.train_dataloader.batch_size == 16 and cfg.launcher == "none"
+    assert cfg.model.backbone.norm_cfg.type == "BN"
+    assert any("total batch of 16" in n for n in notes) and any("SyncBN" in n for n in notes)
+
+
+def test_fewer_gpus_can_scale_lr_and_schedule_instead():
+    cfg = _protocol_cfg()
+    notes = adapt_to_devices(cfg, gpus=4, keep_total_batch=False)
+    assert cfg.train_dataloader.batch_size == 2 and cfg.launcher == "pytorch"
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(0.01)
+    assert cfg.train_cfg.max_iters == 48000 and cfg.param_scheduler[1].milestones == [36000, 44000]
+    assert cfg.model.backbone.norm_cfg.type == "SyncBN"  # several processes do sync
+    assert "linear scaling" in notes[0]
+
+
+def test_total_batch_that_does_not_split():
+    cfg = _protocol_cfg()
+    cfg.protocol_gpus = 1
+    cfg.train_dataloader.batch_size = 5
+    with pytest.raises(UserError, match="does not split"):
+        adapt_to_devices(cfg, gpus=2)
+
+
+def test_shorten_schedule_scales_milestones_and_intervals():
+    cfg = _protocol_cfg()
+    notes = shorten_schedule(cfg, 240)
+    assert cfg.train_cfg.max_iters == 240 and cfg.train_cfg.val_interval == 240
+    assert cfg.param_scheduler[1].milestones == [180, 220] and cfg.param_scheduler[1].end == 240
+    assert cfg.param_scheduler[0].end == 1  # warmup 100/24000 of the run
+    assert cfg.default_hooks.checkpoint.interval == 120 and cfg.default_hooks.logger.interval == 24
+    assert "24000 to 240" in notes[0]
+    assert shorten_schedule(cfg, 10**6) == []
+    with pytest.raises(UserError):
+        shorten_schedule(cfg, 0)
+
+
+def test_resolve_gpus():
+    assert resolve_gpus(0) == 0
+    with pytest.raises(UserError, match="GPU"):
+        resolve_gpus(torch.cuda.device_count() + 1)
+    with pytest.raises(UserError):
+        resolve_gpus(-1)
+
+
+def test_checkpoint_loading_is_weights_only_outside_trusted_dirs(tmp_path):
+    import numpy as np
+    from mmengine.logging import HistoryBuffer
+
+    plain = tmp_path / "zoo.pth"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "meta": {"seed": np.int64(1), "a": np.zeros(2)}}, plain)
+    assert load_local_checkpoint(str(plain))["meta"]["seed"] == 1  # numpy data is allowed
+    buf = HistoryBuffer()
+    buf.update(1.0)
+    risky = tmp_path / "run" / "iter_2.pth"
+    risky.parent.mkdir()
+    torch.save({"state_dict": {}, "message_hub": {"log": buf}}, risky)
+    with pytest.raises(UserError, match="weights-only loading refuses"):
+        load_local_checkpoint(str(risky))
+    trust_checkpoints_in(risky.parent)
+    assert load_local_checkpoint(str(risky))["message_hub"]["log"].current() == 1.0
+    with pytest.raises(UserError, match="does not exist"):
+        load_local_checkpoint(str(tmp_path / "missing.pth"))

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Fine-tune and evaluate a pretrained backbone with a published protocol.
+#   tools/run_transfer.sh {linear,voc,coco,cityscapes,demo} [--weights CKPT] [--data DIR]
+#       [--work-dir DIR] [--gpus N] [--max-iters N] [--input-size S] [key=value ...]
+# `tools/run_transfer.sh TASK --help` lists every flag. Uses the project's .venv
+# (made by `make venv` when missing) unless PYTHON is set.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ ! -x "$ROOT/.venv/bin/python" ]]; then
+    echo "no .venv yet: running 'make venv' first (the first install takes a while)" >&2
+    make -C "$ROOT" venv >&2
+  fi
+  PYTHON="$ROOT/.venv/bin/python"
+fi
+export PYTHONUNBUFFERED=1
+exec "$PYTHON" "$ROOT/tools/run_transfer.py" "$@"

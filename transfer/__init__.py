@@ -1,0 +1,1 @@
+"""SSA pretraining and transfer evaluation of self-supervised ResNets."""

@@ -1,0 +1,39 @@
+"""Command-line conventions shared by every entry point in tools/."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from transfer.errors import UserError
+
+
+def run_main(main: Callable[[], object]) -> None:
+    """Run an entry point: a UserError becomes one `error: ...` message on stderr and exit code 2."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def add_transfer_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags every task of tools/run_transfer.sh takes (linear, voc, coco, cityscapes, demo)."""
+    parser.add_argument("--weights", help="backbone checkpoint: converted or any format tools/convert_ckpt.py reads"
+                                          " (default: none, i.e. random init)")
+    parser.add_argument("--data", help="dataset folder, or a root holding it (default: $DETECTRON2_DATASETS, data/)")
+    parser.add_argument("--work-dir", help="where checkpoints, logs and metrics.json go (default: work_dirs/TASK)")
+    parser.add_argument("--backend", help="engine to run on (detection: mmdet or detectron2)")
+    parser.add_argument("--config", help="config file to use instead of the task's protocol config")
+    parser.add_argument("--gpus", type=int, default=None, help="GPUs to use (default: all visible; 0 = CPU)")
+    parser.add_argument("--trials", type=int, default=1, help="runs with different seeds; reports mean and std")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
+    parser.add_argument("--max-iters", type=int, default=None, help="shorten the schedule to N iterations")
+    parser.add_argument("--input-size", type=int, default=None, help="shrink the input (shorter side / crop) to S")
+    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from WORK_DIR")
+    parser.add_argument("--force", action="store_true", help="rerun even if WORK_DIR already has metrics.json")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value (engine's own key syntax)")
+    return parser

@@ -1,0 +1,101 @@
+"""The Cityscapes format: `leftImg8bit/{split}/{city}/*_leftImg8bit.png` with `gtFine` label maps.
+
+Label maps use the real Cityscapes label ids (`*_gtFine_labelIds.png`, what the
+official evaluation reads) and the 19 train ids with 255 for ignore
+(`*_gtFine_labelTrainIds.png`, what mmseg's `CityscapesDataset` reads).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as CS_LABELS
+from PIL import Image
+
+from transfer.data.problems import Problems
+from transfer.data.scenes import render_street
+
+CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau", "munster")}
+SPLITS = ("train", "val")
+IMG_SUFFIX, LABEL_SUFFIX, TRAIN_SUFFIX = "_leftImg8bit.png", "_gtFine_labelIds.png", "_gtFine_labelTrainIds.png"
+# The 19 evaluated classes, in train-id order.
+CLASSES: tuple[str, ...] = tuple(lab.name for lab in sorted(
+    (lab for lab in CS_LABELS if 0 <= lab.trainId < 255), key=lambda lab: lab.trainId))
+
+
+def _train_id_lut() -> np.ndarray:
+    """A 256-entry table from label id to train id (255 = ignored)."""
+    lut = np.full(256, 255, np.uint8)
+    for lab in CS_LABELS:
+        if lab.id >= 0 and 0 <= lab.trainId < 255:
+            lut[lab.id] = lab.trainId
+    return lut
+
+
+TRAIN_ID_LUT = _train_id_lut()
+
+
+def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Map a Cityscapes label-id map (H, W) to train ids (H, W) uint8, 255 where ignored."""
+    return TRAIN_ID_LUT[label_ids]
+
+
+def write_cityscapes(root: str | Path, seed: int, num_train: int, num_val: int,
+                     size: tuple[int, int] = (256, 128)) -> Path:
+    """Write a procedural Cityscapes-format dataset under `root`; returns `root`."""
+    root = Path(root)
+    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+        cities = CITIES[split]
+        for i in range(count):
+            city = cities[i % len(cities)]
+            rng = np.random.default_rng([seed, 3, split_index, i])
+            img, label_ids, instance_ids = render_street(rng, *size)
+            stem = f"{city}_{i // len(cities):06d}_000019"
+            img_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
+            img_dir.mkdir(parents=True, exist_ok=True)
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(img_dir / f"{stem}{IMG_SUFFIX}")
+            Image.fromarray(label_ids).save(gt_dir / f"{stem}{LABEL_SUFFIX}")
+            Image.fromarray(label_ids_to_train_ids(label_ids)).save(gt_dir / f"{stem}{TRAIN_SUFFIX}")
+            Image.fromarray(instance_ids.astype(np.uint16)).save(gt_dir / f"{stem}_gtFine_instanceIds.png")
+    return root
+
+
+def check_cityscapes(root: str | Path, splits: tuple[str, ...] = SPLITS, need_train_ids: bool = True,
+                     sample_values: int = 8) -> None:
+    """Raise DatasetError naming every missing or malformed image and label map of a Cityscapes tree.
+
+    Every label map's size is checked against its image (headers only); the pixel
+    values of the first `sample_values` maps of each split are checked too.
+    """
+    root = Path(root)
+    problems = Problems("Cityscapes", root)
+    valid_ids = {lab.id for lab in CS_LABELS if lab.id >= 0}
+    for split in splits:
+        img_root = root / "leftImg8bit" / split
+        images = sorted(img_root.glob(f"*/*{IMG_SUFFIX}"))
+        if not images:
+            problems.add(img_root, f"no images: expected {img_root}/<city>/<name>{IMG_SUFFIX}")
+            continue
+        for n, img_path in enumerate(images):
+            stem = img_path.name[: -len(IMG_SUFFIX)]
+            gt_dir = root / "gtFine" / split / img_path.parent.name
+            with Image.open(img_path) as im:
+                size = im.size
+            wanted = [(LABEL_SUFFIX, valid_ids)] + ([(TRAIN_SUFFIX, set(range(19)) | {255})] if need_train_ids else [])
+            for suffix, allowed in wanted:
+                gt = gt_dir / f"{stem}{suffix}"
+                if not gt.is_file():
+                    hint = " (make it with: python tools/prepare_cityscapes.py DATA_ROOT)" if suffix == TRAIN_SUFFIX else ""
+                    problems.add(gt, f"missing label map for {img_path.name}{hint}")
+                    continue
+                with Image.open(gt) as lab:
+                    if lab.size != size:
+                        problems.add(gt, f"label map is {lab.size[0]}x{lab.size[1]}, "
+                                         f"expected {size[0]}x{size[1]} like {img_path.name}")
+                        continue
+                    if n < sample_values:
+                        bad = set(np.unique(np.asarray(lab)).tolist()) - allowed
+                        if bad:
+                            problems.add(gt, f"values {sorted(bad)[:5]} are not valid {suffix[8:-4]}")
+    problems.raise_if_any()

@@ -1,0 +1,67 @@
+"""Write every procedural dataset (COCO, VOC, Cityscapes, ImageFolder) under one folder."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from transfer.data.cityscapes import write_cityscapes
+from transfer.data.coco import write_coco
+from transfer.data.imagefolder import write_imagefolder
+from transfer.data.voc import write_voc
+from transfer.errors import UserError
+
+FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder")
+MANIFEST = "generated.json"  # what made a folder; equal parameters mean it can be reused
+
+
+def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
+                 image_size: tuple[int, int] | None = None, overwrite: bool = False) -> Path:
+    """Write the procedural `fmt` dataset to `out` atomically (a temporary folder renamed at the end).
+
+    `num_images` train images and `num_val` val/test images (default a quarter,
+    at least 8); `image_size` is (width, height). An existing `out` made with the
+    same parameters is reused; a different one is an error unless `overwrite`.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown dataset format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if num_images < 1 or (num_val is not None and num_val < 1):
+        raise UserError(f"--num-images must be at least 1 (got {num_images}, val {num_val})")
+    out = Path(out)
+    num_val = max(8, num_images // 4) if num_val is None else num_val
+    default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64)}[fmt]
+    size = tuple(image_size or default_size)
+    params = {"format": fmt, "seed": seed, "num_images": num_images, "num_val": num_val, "image_size": list(size)}
+    if out.exists():
+        manifest = out / MANIFEST
+        if manifest.is_file() and json.loads(manifest.read_text()) == params and not overwrite:
+            return out
+        if not overwrite:
+            raise UserError(f"{out} already exists and was not made with these parameters; "
+                            "pass --force to replace it or choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if fmt == "coco":
+            write_coco(tmp, seed, num_images, num_val, size)
+        elif fmt == "voc":
+            write_voc(tmp, seed, num_images, num_val, size)
+        elif fmt == "cityscapes":
+            write_cityscapes(tmp, seed, num_images, num_val, size)
+        else:
+            write_imagefolder(tmp, seed, num_images, num_val, size[0])
+        (tmp / MANIFEST).write_text(json.dumps(params) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def make_demo_data(out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
+                   formats: tuple[str, ...] = FORMATS, overwrite: bool = False) -> dict[str, Path]:
+    """Write `out/coco`, `out/voc`, `out/cityscapes` and `out/imagefolder`; returns the folders by format."""
+    return {fmt: make_dataset(fmt, Path(out) / fmt, seed, num_images, num_val, overwrite=overwrite)
+            for fmt in formats}

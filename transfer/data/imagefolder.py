@@ -1,0 +1,49 @@
+"""The ImageFolder classification format: `{split}/{class}/*.png`, one shape class per image."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from transfer.data.problems import Problems
+from transfer.data.scenes import SHAPES, render_objects
+
+SPLITS = ("train", "val")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def write_imagefolder(root: str | Path, seed: int, num_train: int, num_val: int, size: int = 64) -> Path:
+    """Write `num_train` / `num_val` images per split, spread evenly over the shape classes; returns `root`."""
+    root = Path(root)
+    for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
+        for name in SHAPES:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            label = i % len(SHAPES)
+            rng = np.random.default_rng([seed, 4, split_index, i])
+            img, _ = render_objects(rng, size, size, 1, scale=(0.25, 0.45), labels=[label],
+                                    min_visible=0.0, min_pixels=0)
+            Image.fromarray(img).save(root / split / SHAPES[label] / f"{i:06d}.png")
+    return root
+
+
+def check_imagefolder(root: str | Path, splits: tuple[str, ...] = SPLITS) -> None:
+    """Raise DatasetError if a split is missing, a class folder is empty, or val has classes train lacks."""
+    root = Path(root)
+    problems = Problems("ImageFolder", root)
+    classes: dict[str, set[str]] = {}
+    for split in splits:
+        folder = root / split
+        if not folder.is_dir():
+            problems.add(folder, f"missing split folder: expected {folder}/<class>/<image>")
+            continue
+        classes[split] = {d.name for d in folder.iterdir() if d.is_dir()}
+        if not classes[split]:
+            problems.add(folder, "no class folders: expected one folder per class")
+        for name in sorted(classes[split]):
+            if not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in (folder / name).iterdir()):
+                problems.add(folder / name, f"class folder has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
+    if "train" in classes and "val" in classes and classes["val"] - classes["train"]:
+        problems.add(root / "val", f"classes {sorted(classes['val'] - classes['train'])} are not in train")
+    problems.raise_if_any()

@@ -1,0 +1,51 @@
+"""Find a dataset where the user or the engines put it, and check it before any training starts."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from transfer.data.cityscapes import check_cityscapes
+from transfer.data.coco import check_coco
+from transfer.data.imagefolder import check_imagefolder
+from transfer.data.voc import check_voc
+from transfer.errors import UserError
+
+# What marks a dataset folder of each format, and the sub-folder names the engines use for it.
+_MARKER = {"coco": "annotations", "voc": "VOC2007", "cityscapes": "leftImg8bit", "imagefolder": "train"}
+_SUBDIRS = {"coco": ("coco",), "voc": ("voc", "VOCdevkit"), "cityscapes": ("cityscapes",),
+            "imagefolder": ("imagefolder", "imagenet")}
+_CHECKS = {"coco": check_coco, "voc": check_voc, "cityscapes": check_cityscapes, "imagefolder": check_imagefolder}
+
+
+def default_roots() -> list[Path]:
+    """Where the engines look for datasets: $DETECTRON2_DATASETS (else ./datasets), then ./data."""
+    env = os.environ.get("DETECTRON2_DATASETS")
+    return [Path(env) if env else Path("datasets"), Path("data")]
+
+
+def find_dataset(fmt: str, data: str | os.PathLike | None = None) -> Path:
+    """The folder of the `fmt` dataset: `data` itself or one of its engine-named sub-folders.
+
+    Without `data`, the engines' default roots are searched (`default_roots`).
+    """
+    if fmt not in _MARKER:
+        raise UserError(f"unknown dataset format {fmt!r}; expected one of {', '.join(_MARKER)}")
+    roots = [Path(data)] if data is not None else default_roots()
+    looked = []
+    for root in roots:
+        for folder in (root, *(root / sub for sub in _SUBDIRS[fmt])):
+            looked.append(str(folder))
+            if (folder / _MARKER[fmt]).exists():
+                return folder
+    if data is not None and not Path(data).exists():
+        raise UserError(f"--data {data} does not exist; pass the folder that holds the {fmt} dataset")
+    raise UserError(f"no {fmt} dataset found (looked for '{_MARKER[fmt]}' in {', '.join(looked)}); "
+                    "pass --data DIR, set DETECTRON2_DATASETS, or make a small one with "
+                    "`python tools/make_demo_data.py --out DIR`")
+
+
+def check_dataset(fmt: str, root: str | os.PathLike, **kwargs) -> None:
+    """Raise DatasetError listing what is missing or malformed in the `fmt` dataset at `root`."""
+    if fmt not in _CHECKS:
+        raise UserError(f"unknown dataset format {fmt!r}; expected one of {', '.join(_CHECKS)}")
+    _CHECKS[fmt](root, **kwargs)

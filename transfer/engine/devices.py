@@ -1,0 +1,89 @@
+"""Fit a protocol's config to the devices at hand (GPUs or the CPU)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+from transfer.errors import UserError
+
+
+def resolve_gpus(requested: int | None) -> int:
+    """How many GPUs to use: all visible when None, 0 for the CPU; an error if more than visible."""
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested is None:
+        return visible
+    if requested < 0:
+        raise UserError(f"--gpus must be >= 0 (got {requested})")
+    if requested > visible:
+        raise UserError(f"--gpus {requested} asked for, but {visible} GPU(s) are visible; "
+                        "pass --gpus 0 for the CPU or check CUDA_VISIBLE_DEVICES")
+    return requested
+
+
+def replace_syncbn(node: Any) -> int:
+    """Replace every `type='SyncBN'` norm config by `BN` in place (one process has nothing to sync); returns the count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get("type") == "SyncBN":
+            node["type"] = "BN"
+            count += 1
+        for value in node.values():
+            count += replace_syncbn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += replace_syncbn(value)
+    return count
+
+
+def adapt_to_devices(cfg: Config, gpus: int, keep_total_batch: bool = True) -> list[str]:
+    """Fit `cfg` (whose `train_dataloader.batch_size` is per GPU for `cfg.protocol_gpus` GPUs) to `gpus`.
+
+    The protocol's total batch is kept by putting more images on each GPU
+    (`keep_total_batch`, the default); otherwise the per-GPU batch is kept and the
+    lr is scaled down and the schedule up linearly. Returns notes that say what changed.
+    """
+    notes: list[str] = []
+    processes = max(gpus, 1)
+    if processes == 1:
+        n = replace_syncbn(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg)
+        if n:
+            notes.append(f"one process: {n} SyncBN layer config(s) run as BN")
+    cfg.launcher = "pytorch" if processes > 1 else "none"
+    if gpus == 0:
+        cfg.setdefault("env_cfg", ConfigDict())
+        cfg.env_cfg.setdefault("dist_cfg", ConfigDict(backend="gloo"))
+    protocol_gpus = int(cfg.get("protocol_gpus", processes))
+    per_gpu = int(cfg.train_dataloader.batch_size)
+    total = per_gpu * protocol_gpus
+    if processes == protocol_gpus:
+        return notes
+    if keep_total_batch:
+        if total % processes:
+            raise UserError(f"total batch {total} does not split over {processes} process(es); "
+                            "pass --gpus that divides it or train_dataloader.batch_size=N")
+        cfg.train_dataloader.batch_size = total // processes
+        notes.append(f"{processes} process(es) instead of {protocol_gpus}: {total // processes} images each, "
+                     f"keeping the protocol's total batch of {total}")
+    else:
+        factor = processes / protocol_gpus
+        cfg.optim_wrapper.optimizer.lr *= factor
+        scale_iterations(cfg, 1 / factor)
+        notes.append(f"{processes} process(es) instead of {protocol_gpus}: total batch {per_gpu * processes}, "
+                     f"lr x{factor:g} and schedule x{1 / factor:g} (linear scaling)")
+    return notes
+
+
+def scale_iterations(cfg: Config, factor: float) -> None:
+    """Multiply the iteration counts of an iteration-based schedule (max_iters, milestones, ends) by `factor`."""
+    cfg.train_cfg.max_iters = max(1, round(cfg.train_cfg.max_iters * factor))
+    schedulers = cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]
+    for sched in schedulers:
+        if sched.get("by_epoch", True):
+            continue
+        for key in ("begin", "end"):
+            if isinstance(sched.get(key), int) and sched[key] < 10**8:
+                sched[key] = max(0 if key == "begin" else 1, round(sched[key] * factor))
+        if "milestones" in sched:
+            sched.milestones = [max(1, round(m * factor)) for m in sched.milestones]
