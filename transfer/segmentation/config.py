@@ -1,0 +1,148 @@
+"""Fit the Cityscapes FCN protocol config to a run: data root, backbone weights and depth, input size."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+from transfer.errors import UserError
+
+# Output channels of the two last ResNet stages (the FCN head reads stage 4, the auxiliary head stage 3).
+_STAGE_CHANNELS = {18: (256, 512), 34: (256, 512), 50: (1024, 2048), 101: (1024, 2048), 152: (1024, 2048)}
+# Head widths (auxiliary, FCN) for the basic-block ResNets, as mmseg's own fcn_r18-d8 configs set them;
+# the bottleneck ResNets keep the protocol's (256, 512).
+_BASIC_BLOCK_HEAD_CHANNELS = (64, 128)
+
+
+def set_data_root(cfg: Config, root: Path) -> None:
+    """Point the train, val and test datasets at the Cityscapes folder `root`."""
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(name)
+        if loader is not None:
+            loader.dataset.data_root = str(root)
+
+
+def _pipelines(cfg: Config) -> list[list[Any]]:
+    out = []
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(name)
+        if loader is not None and "pipeline" in loader.get("dataset", {}):
+            out.append(loader.dataset.pipeline)
+    return out
+
+
+def _scaled(size: Any, factor: float) -> tuple[int, ...]:
+    return tuple(max(1, round(s * factor)) for s in size)
+
+
+def set_input_size(cfg: Config, size: int) -> str:
+    """Scale the protocol's geometry so that the (shorter side of the) crop is `size`; returns a note.
+
+    Train and test resize scales, the crop, the data preprocessor's padding size
+    and the sliding window with its stride all scale by size / crop, so the crop
+    keeps its share of the image (769 of a 2049x1025 image in the protocol).
+    """
+    if size < 16:
+        raise UserError(f"--input-size must be at least 16 (got {size})")
+    crop = tuple(cfg.get("crop_size") or ())
+    if len(crop) != 2:
+        raise UserError("--input-size needs the config to define crop_size = (h, w)")
+    factor = size / min(crop)
+    new_crop = _scaled(crop, factor)
+    for pipeline in _pipelines(cfg):
+        for step in pipeline:
+            if step.get("type") in ("RandomResize", "Resize") and step.get("scale") is not None:
+                step.scale = _scaled(step.scale, factor)
+            if step.get("type") == "RandomCrop":
+                step.crop_size = new_crop
+    cfg.crop_size = new_crop
+    if cfg.model.get("data_preprocessor", {}).get("size") is not None:
+        cfg.model.data_preprocessor.size = new_crop
+    test_cfg = cfg.model.get("test_cfg", {})
+    if test_cfg.get("mode") == "slide":
+        test_cfg.crop_size = _scaled(test_cfg.crop_size, factor)
+        test_cfg.stride = _scaled(test_cfg.stride, factor)
+    window = f", slide window {tuple(test_cfg.crop_size)} stride {tuple(test_cfg.stride)}" \
+        if test_cfg.get("mode") == "slide" else ""
+    return f"--input-size {size}: crop {crop} -> {new_crop}, image scales x{factor:.3g}{window}"
+
+
+def depth_of_arch(arch: str) -> int:
+    """The depth of a torchvision ResNet name (`resnet50` -> 50)."""
+    digits = "".join(c for c in str(arch) if c.isdigit())
+    if not arch.startswith("resnet") or not digits or int(digits) not in _STAGE_CHANNELS:
+        raise UserError(f"backbone architecture {arch!r} is not supported; expected one of "
+                        + ", ".join(f"resnet{d}" for d in _STAGE_CHANNELS))
+    return int(digits)
+
+
+def set_backbone_depth(cfg: Config, depth: int) -> str | None:
+    """Set the ResNet depth and the heads' channels to match it; returns a note when it changed.
+
+    The heads read the stage outputs (2048/1024 channels for ResNet-50, 512/256
+    for ResNet-18); ResNet-18/34 also get mmseg's narrower heads (128/64 channels
+    for its fcn_r18-d8 configs) -- override `model.decode_head.channels` to change it.
+    """
+    if depth not in _STAGE_CHANNELS:
+        raise UserError(f"ResNet depth {depth} is not supported; expected one of {sorted(_STAGE_CHANNELS)}")
+    cfg.model.backbone.depth = depth
+    aux_in, decode_in = _STAGE_CHANNELS[depth]
+    old_in = int(cfg.model.decode_head.in_channels)
+    if old_in == decode_in:  # the heads already fit this depth
+        return None
+    cfg.model.decode_head.in_channels = decode_in
+    aux = cfg.model.get("auxiliary_head")
+    if aux is not None:
+        aux.in_channels = aux_in
+    widths = ""
+    if decode_in < old_in:
+        aux_width, decode_width = _BASIC_BLOCK_HEAD_CHANNELS
+        cfg.model.decode_head.channels = decode_width
+        if aux is not None:
+            aux.channels = aux_width
+        widths = f", head widths {decode_width} (aux {aux_width}) as in mmseg's fcn_r18-d8"
+    return f"backbone ResNet-{depth}: heads read {decode_in} (aux {aux_in}) channels{widths}"
+
+
+def set_pretrained(cfg: Config, checkpoint: Path | None) -> None:
+    """Initialise the backbone from an OpenMMLab checkpoint (torchvision key names), or randomly when None."""
+    cfg.model.pretrained = None
+    cfg.model.backbone.init_cfg = None if checkpoint is None else ConfigDict(type="Pretrained",
+                                                                               checkpoint=str(checkpoint))
+
+
+def build_backbone(cfg: Config) -> torch.nn.Module:
+    """The config's backbone module with its own initialisation (no checkpoint loaded)."""
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    backbone_cfg = copy.deepcopy(cfg.model.backbone)
+    backbone_cfg.init_cfg = None
+    return MODELS.build(backbone_cfg)
+
+
+def check_backbone_loads(cfg: Config, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Raise a UserError unless every parameter and buffer of the config's backbone is in `state_dict` with its shape.
+
+    mmengine's `Pretrained` init loads non-strictly and only logs what it
+    skipped; a deep-stem backbone (`ResNetV1c`) or a wrong depth would train
+    from random weights without a word.
+    """
+    model_state = build_backbone(cfg).state_dict()
+    wanted = {k: v for k, v in model_state.items() if not k.endswith("num_batches_tracked")}
+    missing = [k for k in wanted if k not in state_dict]
+    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in wanted.items()
+             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
+    if missing or wrong:
+        kind = cfg.model.backbone.get("type")
+        stem = " The SSL ResNet stem is one 7x7 conv: use type='ResNet' with deep_stem=False (not ResNetV1c/V1d)." \
+            if any(k.startswith("stem.") for k in missing) else ""
+        raise UserError(
+            f"{origin} does not fit the config's backbone ({kind}, depth {cfg.model.backbone.depth}): "
+            f"{len(missing)} of {len(wanted)} tensors missing (e.g. {', '.join(missing[:4]) or '-'}), "
+            f"{len(wrong)} with another shape (e.g. {', '.join(wrong[:2]) or '-'}).{stem}")

@@ -1,0 +1,75 @@
+"""`tools/run_transfer.sh cityscapes`: fine-tune an FCN on Cityscapes with mmseg, report mIoU (DenseCL's protocol)."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from transfer.engine.config import parse_overrides
+from transfer.engine.task import TaskContext, run_mm_task
+from transfer.errors import UserError
+from transfer.segmentation.config import (check_backbone_loads, depth_of_arch, set_backbone_depth, set_data_root,
+                                          set_input_size, set_pretrained)
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "segmentation"
+DEFAULT_CONFIG = CONFIG_DIR / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py"
+DEPTH_KEY = "model.backbone.depth"
+
+
+def prepare(cfg: Config, ctx: TaskContext) -> None:
+    """Point the protocol config at the data and the weights, match the backbone depth, apply --input-size."""
+    overrides = parse_overrides(ctx.args.overrides)
+    cfg.merge_from_dict(overrides)  # seen here too (the skeleton applies them again after), so checks see them
+    set_data_root(cfg, ctx.data_root)
+    override = overrides.get(DEPTH_KEY)
+    depth = int(override) if override is not None else None
+    state_dict = None
+    if ctx.weights is not None:
+        from transfer.checkpoint import load_backbone
+
+        state_dict, info = load_backbone(ctx.weights)
+        weights_depth = depth_of_arch(info["arch"])
+        if depth is not None and depth != weights_depth:
+            raise UserError(f"{DEPTH_KEY}={depth} was asked for, but {ctx.args.weights} holds a "
+                            f"{info['arch']}; drop the override or pass matching weights")
+        depth = weights_depth
+    if depth is not None:
+        note = set_backbone_depth(cfg, depth)
+        if note:
+            ctx.notes.append(note)
+    set_pretrained(cfg, ctx.weights)
+    if state_dict is not None:
+        from transfer.checkpoint import check_mmseg_backbone
+
+        stem_problems = check_mmseg_backbone(cfg.to_dict(), state_dict)
+        if stem_problems:
+            raise UserError("; ".join(stem_problems))
+        check_backbone_loads(cfg, state_dict, str(ctx.args.weights))
+    else:
+        ctx.notes.append("no --weights: the backbone starts from random initialisation")
+    if ctx.args.input_size:
+        ctx.notes.append(set_input_size(cfg, ctx.args.input_size))
+
+
+def summarize(test_metrics: dict[str, Any]) -> dict[str, float]:
+    """mIoU, aAcc, mAcc and IoU.<class> in percent; classes with undefined IoU (nan) are left out."""
+    if "mIoU" not in test_metrics:
+        raise UserError(f"the test evaluator returned {sorted(test_metrics)}, not mIoU; "
+                        "a --config for this task must use PerClassIoUMetric (or IoUMetric) as test_evaluator")
+    out = {}
+    for key in ("mIoU", "aAcc", "mAcc"):
+        if key in test_metrics:
+            out[key] = float(test_metrics[key])
+    out.update({k: float(v) for k, v in test_metrics.items() if k.startswith("IoU.")})
+    return {k: v for k, v in out.items() if not math.isnan(v)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune and evaluate on Cityscapes; writes WORK_DIR/metrics.json and returns its record."""
+    if args.backend not in (None, "mmseg"):
+        raise UserError(f"--backend {args.backend}: cityscapes runs on mmseg only")
+    return run_mm_task(args, task="cityscapes", fmt="cityscapes", backend="mmseg", default_config=DEFAULT_CONFIG,
+                       prepare=prepare, summarize=summarize)
