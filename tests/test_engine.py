@@ -83,7 +83,7 @@ def test_shorten_schedule_scales_milestones_and_intervals():
     notes = shorten_schedule(cfg, 240)
     assert cfg.train_cfg.max_iters == 240 and cfg.train_cfg.val_interval == 240
     assert cfg.param_scheduler[1].milestones == [180, 220] and cfg.param_scheduler[1].end == 240
-    assert cfg.param_scheduler[0].end == 1  # warmup 100/24000 of the run
+    assert cfg.param_scheduler[0].end == 2  # warmup 100/24000 of the run, but LinearLR needs two steps
     assert cfg.default_hooks.checkpoint.interval == 120 and cfg.default_hooks.logger.interval == 24
     assert "24000 to 240" in notes[0]
     assert shorten_schedule(cfg, 10**6) == []
@@ -117,3 +117,14 @@ def test_checkpoint_loading_is_weights_only_outside_trusted_dirs(tmp_path):
     assert load_local_checkpoint(str(risky))["message_hub"]["log"].current() == 1.0
     with pytest.raises(UserError, match="does not exist"):
         load_local_checkpoint(str(tmp_path / "missing.pth"))
+
+
+def test_final_only_validation_is_dropped_but_periodic_validation_kept():
+    from transfer.engine.task import drop_final_only_validation
+
+    cfg = _protocol_cfg()
+    cfg.val_dataloader, cfg.val_cfg, cfg.val_evaluator = dict(batch_size=1), dict(type="ValLoop"), dict(type="M")
+    cfg.train_cfg.val_interval = 4000
+    assert drop_final_only_validation(cfg) == [] and cfg.val_dataloader is not None
+    shorten_schedule(cfg, 100)  # a short run validates only at its end
+    assert drop_final_only_validation(cfg) and cfg.val_dataloader is None and cfg.val_evaluator is None

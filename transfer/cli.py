@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from transfer.errors import UserError
 
@@ -34,6 +36,33 @@ def add_transfer_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--max-iters", type=int, default=None, help="shorten the schedule to N iterations")
     parser.add_argument("--input-size", type=int, default=None, help="shrink the input (shorter side / crop) to S")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from WORK_DIR")
-    parser.add_argument("--force", action="store_true", help="rerun even if WORK_DIR already has metrics.json")
+    parser.add_argument("--force", action="store_true",
+                        help="run again from scratch even if WORK_DIR already has metrics.json")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value (engine's own key syntax)")
     return parser
+
+
+# Each task of tools/run_transfer.sh and its runner (`module:function`), called with the parsed
+# flags; every runner writes WORK_DIR/metrics.json and returns its record.
+TRANSFER_TASKS = {
+    "linear": "transfer.classification.runner:run",
+    "voc": "transfer.detection.runner:run",
+    "coco": "transfer.detection.runner:run",
+    "cityscapes": "transfer.segmentation.runner:run",
+    "demo": "transfer.demo:run",
+}
+
+
+def transfer_parser() -> argparse.ArgumentParser:
+    """The command line of tools/run_transfer.sh: a task and the flags every task takes."""
+    parser = argparse.ArgumentParser(prog="run_transfer.sh", description="Fine-tune and evaluate a pretrained "
+                                     "backbone: linear, voc, coco, cityscapes, or the whole demo.")
+    parser.add_argument("task", choices=TRANSFER_TASKS)
+    return add_transfer_flags(parser)
+
+
+def run_transfer(argv: Sequence[str]) -> dict[str, Any]:
+    """Run one task of tools/run_transfer.sh, given its command-line words; returns the metrics record."""
+    args = transfer_parser().parse_intermixed_args(list(argv))
+    module, function = TRANSFER_TASKS[args.task].split(":")
+    return getattr(importlib.import_module(module), function)(args)

@@ -85,5 +85,9 @@ def scale_iterations(cfg: Config, factor: float) -> None:
         for key in ("begin", "end"):
             if isinstance(sched.get(key), int) and sched[key] < 10**8:
                 sched[key] = max(0 if key == "begin" else 1, round(sched[key] * factor))
+        if isinstance(sched.get("end"), int) and sched["end"] < 10**8:
+            # mmengine's LinearLR steps (end - begin - 1) times: a warmup squeezed to one iteration would
+            # stay at start_factor for the whole run, so keep at least two
+            sched["end"] = max(sched["end"], int(sched.get("begin", 0)) + 2)
         if "milestones" in sched:
             sched.milestones = [max(1, round(m * factor)) for m in sched.milestones]

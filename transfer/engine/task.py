@@ -21,10 +21,11 @@ from mmengine.config import Config
 
 from transfer.data import check_dataset, find_dataset
 from transfer.engine.compat import trust_checkpoints_in
-from transfer.engine.config import load_config
+from transfer.engine.config import load_config, parse_overrides
 from transfer.engine.devices import adapt_to_devices, resolve_gpus
 from transfer.engine.launch import is_main_process, relaunch_with_torchrun
 from transfer.engine.schedule import shorten_schedule
+from transfer.errors import UserError
 from transfer.results import METRICS_FILE, summarize_trials, write_metrics
 
 
@@ -73,8 +74,6 @@ def run_mm_task(args: argparse.Namespace, *, task: str, fmt: str, backend: str, 
     gpus = resolve_gpus(args.gpus)
     relaunch_with_torchrun(gpus)  # replaces this process when several GPUs are asked for
     if args.trials < 1:
-        from transfer.errors import UserError
-
         raise UserError(f"--trials must be >= 1 (got {args.trials})")
 
     data_root = find_dataset(fmt, args.data)
@@ -88,20 +87,20 @@ def run_mm_task(args: argparse.Namespace, *, task: str, fmt: str, backend: str, 
     trials, iterations, notes = [], None, []
     start = time.perf_counter()
     for trial in range(args.trials):
-        cfg = load_config(config_path, [])
+        # Overrides go in before `prepare` (so it sees e.g. model.backbone.depth=18) and again
+        # after it, so that what the user asked for wins over the task's own edits.
+        cfg = load_config(config_path, args.overrides)
         ctx = TaskContext(args, data_root, weights, work_dir, gpus)
         prepare(cfg, ctx)
-        if args.overrides:
-            from transfer.engine.config import parse_overrides
-
-            cfg.merge_from_dict(parse_overrides(args.overrides))
+        cfg.merge_from_dict(parse_overrides(args.overrides))
         ctx.notes += adapt_to_devices(cfg, gpus)
         if args.max_iters:
             ctx.notes += shorten_schedule(cfg, args.max_iters)
+        ctx.notes += drop_final_only_validation(cfg)
         trial_dir = work_dir if args.trials == 1 else work_dir / f"trial{trial}"
         cfg.work_dir = str(trial_dir)
         cfg.randomness = dict(seed=args.seed + trial, deterministic=False)
-        cfg.resume = not args.no_resume
+        cfg.resume = not (args.no_resume or args.force)  # --force means a fresh run
         cfg.load_from = None
         iterations = int(cfg.train_cfg.max_iters)
         if trial == 0:
@@ -127,6 +126,15 @@ def run_mm_task(args: argparse.Namespace, *, task: str, fmt: str, backend: str, 
                                 "wall_time_s": round(time.perf_counter() - start, 1)})
     say(f"metrics written to {path}")
     return json.loads(path.read_text())
+
+
+def drop_final_only_validation(cfg: Config) -> list[str]:
+    """Turn off a validation loop that would run only at the last iteration: the test right after repeats it."""
+    interval = cfg.train_cfg.get("val_interval", 1)
+    if cfg.get("val_dataloader") is None or interval < cfg.train_cfg.max_iters:
+        return []
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    return ["validation during training off: it would only repeat the final test"]
 
 
 def train_and_test(cfg: Config) -> dict[str, Any]:
