@@ -1,0 +1,86 @@
+"""Detection transfer on mmdet: the task hooks of the shared mmengine runner skeleton (`transfer.engine.task`)."""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mmengine.config import Config
+
+from transfer.detection.mmdet_config import (check_weights_load, depth_of_arch, set_backbone_depth, set_data_root,
+                                             set_input_size, set_precise_bn_iters, set_pretrained)
+from transfer.engine.config import parse_overrides
+from transfer.engine.task import TaskContext, run_mm_task
+from transfer.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "detection" / "mmdet"
+DEFAULT_CONFIGS = {
+    "voc": CONFIG_DIR / "faster-rcnn_r50-c4-syncbn_24k_voc0712.py",
+    "coco": CONFIG_DIR / "mask-rcnn_r50-c4-syncbn_1x_coco.py",
+}
+DEPTH_KEY = "model.backbone.depth"
+# What each task reports, and the mmdet test-metric keys it comes from (our metrics, prefixed by the evaluator).
+REPORTED = {
+    "voc": {name: f"pascal_voc/{name}" for name in ("AP", "AP50", "AP75")},
+    "coco": {f"{kind}_{name}": f"coco/{kind}_{name}" for kind in ("bbox", "segm")
+             for name in ("AP", "AP50", "AP75", "APs", "APm", "APl")},
+}
+REQUIRED = {"voc": ("AP", "AP50", "AP75"), "coco": ("bbox_AP", "bbox_AP50", "bbox_AP75")}
+
+
+def prepare(cfg: Config, ctx: TaskContext) -> None:
+    """Point the protocol config at the data and the weights (backbone and res5 head), match the depth, apply
+    --input-size and shrink precise BN with --max-iters."""
+    overrides = parse_overrides(ctx.args.overrides)  # already merged into cfg by the skeleton; read for the depth
+    set_data_root(cfg, ctx.data_root)
+    depth = int(overrides[DEPTH_KEY]) if DEPTH_KEY in overrides else None
+    state_dict = None
+    if ctx.weights is not None:
+        from transfer.checkpoint import load_backbone
+
+        state_dict, info = load_backbone(ctx.weights)
+        weights_depth = depth_of_arch(info["arch"])
+        if depth is not None and depth != weights_depth:
+            raise UserError(f"{DEPTH_KEY}={depth} was asked for, but {ctx.args.weights} holds a {info['arch']}; "
+                            "drop the override or pass matching weights")
+        depth = weights_depth
+    if depth is not None:
+        note = set_backbone_depth(cfg, depth)
+        if note:
+            ctx.notes.append(note)
+    set_pretrained(cfg, ctx.weights)
+    if state_dict is not None:
+        check_weights_load(cfg, state_dict, str(ctx.args.weights))
+    else:
+        ctx.notes.append("no --weights: backbone and heads start from random initialisation")
+    if ctx.args.input_size:
+        ctx.notes.append(set_input_size(cfg, ctx.args.input_size))
+    if ctx.args.max_iters:
+        note = set_precise_bn_iters(cfg, ctx.args.max_iters)
+        if note:
+            ctx.notes.append(note)
+
+
+def summarizer(task: str) -> Callable[[dict[str, Any]], dict[str, float]]:
+    """The `summarize(test_metrics)` of `task`: mmdet's metric names -> ours (percent), NaN left out."""
+
+    def summarize(test_metrics: dict[str, Any]) -> dict[str, float]:
+        """Our names and values of the metrics; a UserError when the evaluator is not the task's."""
+        out = {ours: float(test_metrics[theirs]) for ours, theirs in REPORTED[task].items() if theirs in test_metrics}
+        missing = [k for k in REQUIRED[task] if k not in out]
+        if missing:
+            raise UserError(f"the test evaluator returned {sorted(test_metrics)}, not {missing}; a --config for "
+                            f"{task} must use {'PascalVOCAPMetric' if task == 'voc' else 'CocoAPMetric'} "
+                            "as test_evaluator")
+        return {k: v for k, v in out.items() if not math.isnan(v)}
+
+    return summarize
+
+
+def run_mmdet(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune and evaluate with mmdet; writes WORK_DIR/metrics.json and returns its record."""
+    task = args.task
+    return run_mm_task(args, task=task, fmt=task, backend="mmdet", default_config=DEFAULT_CONFIGS[task],
+                       prepare=prepare, summarize=summarizer(task))

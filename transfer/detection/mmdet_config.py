@@ -1,0 +1,224 @@
+"""Fit an mmdet detection protocol config to a run: data root, backbone depth and weights, input size."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
+from transfer.errors import UserError
+
+# Output channels of res2..res5 for each ResNet depth (BasicBlock: 64..512, Bottleneck: 256..2048).
+STAGE_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048),
+                  101: (256, 512, 1024, 2048), 152: (256, 512, 1024, 2048)}
+DATASET_TYPES = ("VOCDataset", "CocoDataset")
+
+
+def walk(node: Any) -> Iterator[dict]:
+    """Every dict inside a config (depth first), the node itself included."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from walk(value)
+
+
+def _root_dict(cfg: Config) -> dict:
+    return cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg
+
+
+def set_data_root(cfg: Config, root: Path) -> None:
+    """Point every VOC/COCO dataset of the config, and the COCO evaluators' annotation files, at `root`."""
+    data_root = str(root).rstrip("/") + "/"
+    cfg.data_root = data_root
+    for node in walk(_root_dict(cfg)):
+        if node.get("type") in DATASET_TYPES:
+            node["data_root"] = data_root
+    test_ann = cfg.test_dataloader.dataset.get("ann_file")
+    for name in ("val_evaluator", "test_evaluator"):
+        evaluator = cfg.get(name)
+        for node in walk(evaluator):
+            if "ann_file" in node and test_ann:
+                node["ann_file"] = data_root + test_ann
+
+
+def depth_of_arch(arch: str) -> int:
+    """The depth of a torchvision ResNet name (`resnet50` -> 50)."""
+    digits = "".join(c for c in str(arch) if c.isdigit())
+    if not str(arch).startswith("resnet") or not digits or int(digits) not in STAGE_CHANNELS:
+        raise UserError(f"backbone architecture {arch!r} is not supported; expected one of "
+                        + ", ".join(f"resnet{d}" for d in STAGE_CHANNELS))
+    return int(digits)
+
+
+def set_backbone_depth(cfg: Config, depth: int) -> str | None:
+    """Set the ResNet depth of the backbone (and C4 shared head) and every input width that follows from it.
+
+    C4: the RPN and RoI extractor read res4, the box and mask heads res5; FPN: the
+    neck reads res2..res5. Returns a note when the depth changed.
+    """
+    if depth not in STAGE_CHANNELS:
+        raise UserError(f"ResNet depth {depth} is not supported; expected one of {sorted(STAGE_CHANNELS)}")
+    model = cfg.model
+    old = int(model.backbone.depth)
+    res2, res3, res4, res5 = STAGE_CHANNELS[depth]
+    model.backbone.depth = depth
+    roi = model.get("roi_head", {})
+    if roi.get("shared_head") is not None:  # C4
+        roi.shared_head.depth = depth
+        model.rpn_head.in_channels = res4
+        model.rpn_head.feat_channels = res4
+        roi.bbox_roi_extractor.out_channels = res4
+        roi.bbox_head.in_channels = res5
+        if roi.get("mask_head") is not None:
+            roi.mask_head.in_channels = res5
+    elif model.get("neck") is not None:  # FPN
+        model.neck.in_channels = [res2, res3, res4, res5]
+    if old == depth:
+        return None
+    return f"backbone ResNet-{depth} instead of ResNet-{old} (input widths of the heads adjusted)"
+
+
+def pretrained_modules(cfg: Config) -> list[str]:
+    """The config paths of the modules initialised from the backbone checkpoint: the backbone, and res5 in C4."""
+    names = ["model.backbone"]
+    if cfg.model.get("roi_head", {}).get("shared_head") is not None:
+        names.append("model.roi_head.shared_head")
+    return names
+
+
+def _node(cfg: Config, path: str) -> ConfigDict:
+    node = cfg
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def set_pretrained(cfg: Config, checkpoint: Path | None) -> None:
+    """Initialise the backbone (and the C4 res5 head) from an OpenMMLab checkpoint, or randomly when None.
+
+    The checkpoint holds torchvision key names: the backbone's `conv1`, `layer1..3`
+    and the shared head's `layer4` are exactly those names, so no prefix is needed.
+    """
+    init = None if checkpoint is None else ConfigDict(type="Pretrained", checkpoint=str(checkpoint))
+    for path in pretrained_modules(cfg):
+        _node(cfg, path).init_cfg = copy.deepcopy(init)
+    cfg.model.pop("pretrained", None)
+
+
+def build_module(cfg: Config, path: str) -> torch.nn.Module:
+    """The module at config path `path` (e.g. model.backbone), built with BN and no initialisation loaded."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import transfer.detection.mmdet_shared_head  # noqa: F401  (registers ResLayerExtraNorm)
+    from transfer.engine.devices import replace_syncbn
+
+    register_all_modules(init_default_scope=False)
+    module_cfg = copy.deepcopy(_node(cfg, path))
+    module_cfg.init_cfg = None
+    replace_syncbn(module_cfg)  # BN has SyncBN's state dict keys and needs no process group
+    return MODELS.build(module_cfg)
+
+
+def weight_coverage(cfg: Config, state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, list[str]]]:
+    """For each pretrained module of the config: the keys it has that `state_dict` lacks (`missing`), and those whose
+    shape differs (`wrong`); BN batch counters are left out."""
+    out = {}
+    for path in pretrained_modules(cfg):
+        module_state = build_module(cfg, path).state_dict()
+        wanted = {k: v for k, v in module_state.items() if not k.endswith("num_batches_tracked")}
+        out[path] = {
+            "missing": [k for k in wanted if k not in state_dict],
+            "wrong": [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in wanted.items()
+                      if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)],
+        }
+    return out
+
+
+def check_weights_load(cfg: Config, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Raise a UserError unless the checkpoint fills every tensor of the backbone and of the C4 res5 head.
+
+    mmengine's `Pretrained` init loads non-strictly and only logs what it skipped, so
+    a wrong depth or a prefix would otherwise train from random weights in silence.
+    The one tensor group no backbone checkpoint has is the res5 head's extra norm (`norm.*`).
+    """
+    problems = []
+    for path, found in weight_coverage(cfg, state_dict).items():
+        missing = [k for k in found["missing"] if not (path.endswith("shared_head") and k.startswith("norm."))]
+        if missing or found["wrong"]:
+            problems.append(f"{path}: {len(missing)} tensors missing (e.g. {', '.join(missing[:3]) or '-'}), "
+                            f"{len(found['wrong'])} with another shape (e.g. {', '.join(found['wrong'][:2]) or '-'})")
+    if problems:
+        raise UserError(f"{origin} does not fit the config (ResNet-{cfg.model.backbone.depth}): "
+                        + "; ".join(problems))
+
+
+def _scaled(scale: Any, factor: float) -> tuple[int, int]:
+    return tuple(max(1, round(s * factor)) for s in scale)
+
+
+# (config path, floor) of the per-image region counts that the protocols size for ~800x1333 images:
+# proposals kept after the RPN (train, test) and RoIs sampled per image for the box/mask heads.
+REGION_COUNTS = (("model.train_cfg.rpn_proposal.max_per_img", 128), ("model.train_cfg.rcnn.sampler.num", 32),
+                 ("model.test_cfg.rpn.max_per_img", 50))
+
+
+def set_input_size(cfg: Config, size: int) -> str:
+    """Shrink a run's geometry to shorter side `size` (for the CPU and tests); returns a note.
+
+    Every resize of the train and test pipelines scales by size / 800, so the test
+    shorter side becomes `size` and the multi-scale training range keeps its
+    proportions (VOC 480..800 -> 0.6*size..size), as do the 1333 long-side caps.
+    Below 800 the per-image region counts (proposals kept, RoIs sampled) shrink with
+    the image area, down to a floor (`transfer.detection.shrink.region_count`).
+    """
+    if size < 32:
+        raise UserError(f"--input-size must be at least 32 (got {size})")
+    factor = size / REFERENCE_SIZE
+    train_sides, test_sides = set(), set()
+    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        for node in walk(_root_dict(cfg).get(name)):
+            kind = node.get("type")
+            if kind == "RandomChoiceResize":
+                scales = list(dict.fromkeys(_scaled(s, factor) for s in node["scales"]))
+                node["scales"] = scales
+                train_sides.update(min(s) for s in scales)
+            elif kind == "Resize" and node.get("scale") is not None:
+                node["scale"] = _scaled(node["scale"], factor)
+                (train_sides if name == "train_dataloader" else test_sides).add(min(node["scale"]))
+    train = f"{min(train_sides)}..{max(train_sides)}" if train_sides else "-"
+    test = ", ".join(str(s) for s in sorted(test_sides)) or "-"
+    note = f"--input-size {size}: image scales x{factor:.3g}, shorter side {train} for training, {test} for testing"
+    if factor < 1:
+        counts = []
+        for path, floor in REGION_COUNTS:
+            parent, _, key = path.rpartition(".")
+            try:
+                node = _node(cfg, parent)
+            except (KeyError, AttributeError):
+                continue
+            if node.get(key) is not None:
+                old = int(node[key])
+                node[key] = region_count(old, factor, floor)
+                counts.append(f"{path.split('.', 2)[-1]} {old}->{node[key]}")
+        if counts:
+            note += "; per-image regions x area: " + ", ".join(counts)
+    return note
+
+
+def set_precise_bn_iters(cfg: Config, max_iters: int) -> str | None:
+    """Shrink the precise-BN pass when the schedule is shortened to `max_iters` (see `precise_bn_iters`)."""
+    full_iters = int(cfg.train_cfg.max_iters)
+    for hook in cfg.get("custom_hooks", []) or []:
+        if hook.get("type") == "PreciseBNHook" and max_iters < full_iters:
+            old = int(hook.get("num_iters", 200))
+            hook["num_iters"] = precise_bn_iters(old, full_iters, max_iters)
+            return f"precise BN over {hook['num_iters']} batches instead of {old}"
+    return None

@@ -1,0 +1,26 @@
+"""`tools/run_transfer.sh voc|coco`: fine-tune a converted backbone on VOC07+12 or COCO and report AP."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from transfer.errors import UserError
+
+TASKS = ("voc", "coco")
+BACKENDS = ("mmdet", "detectron2")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the detection protocol of `args.task` on `args.backend` (default mmdet); writes WORK_DIR/metrics.json."""
+    if args.task not in TASKS:
+        raise UserError(f"unknown detection task {args.task!r}; expected one of {', '.join(TASKS)}")
+    backend = args.backend or "mmdet"
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: detection runs on {' or '.join(BACKENDS)}")
+    if backend == "detectron2":
+        from transfer.detection.detectron2_backend import run_detectron2
+
+        return run_detectron2(args)
+    from transfer.detection.mmdet_backend import run_mmdet
+
+    return run_mmdet(args)
