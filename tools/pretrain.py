@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Pretrain a ResNet with SSA, SEED or MoCo v2 on an ImageFolder dataset.
+
+    python tools/pretrain.py --method ssa --data DIR --work-dir DIR [--teacher CKPT] [key=value ...]
+    torchrun --nproc_per_node=8 tools/pretrain.py --method ssa ...   # several GPUs (or nodes)
+"""
+import argparse
+
+from transfer.cli import run_main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="pretrain.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=("ssa", "seed", "moco_v2"), default=None,
+                        help="method (default: the config's, ssa without --config)")
+    parser.add_argument("--config", help="config file (default: configs/pretrain/<method>.yaml)")
+    parser.add_argument("--data", help="ImageFolder dataset (its train/ split is used), or a root holding imagefolder/")
+    parser.add_argument("--work-dir", required=True, help="where checkpoints, logs and curves go")
+    parser.add_argument("--teacher", help="teacher checkpoint (any format tools/convert_ckpt.py reads); "
+                                          "default: an EMA of the student")
+    parser.add_argument("--arch", help="student: resnet18 | resnet50 | ... (model.arch)")
+    parser.add_argument("--epochs", type=int, help="train.epochs")
+    parser.add_argument("--batch-size", type=int, help="total batch over all processes (train.batch_size)")
+    parser.add_argument("--image-size", type=int, help="side of each view (data.image_size)")
+    parser.add_argument("--max-steps", type=int, help="shorten the schedule to N steps (train.max_steps)")
+    parser.add_argument("--save-every", type=int, help="steps between checkpoints (train.save_every)")
+    parser.add_argument("--workers", type=int, help="data-loading workers per process (data.workers)")
+    parser.add_argument("--seed", type=int, help="seed")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                        help="continue WORK_DIR/checkpoint_last.pth (or CKPT)")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. loss.ssa_weight=0 ssa.rho=1.0")
+    args = parser.parse_intermixed_args()
+
+    from transfer.pretrain import load_config, train
+
+    flags = {"data.root": args.data, "teacher.checkpoint": args.teacher, "model.arch": args.arch,
+             "train.epochs": args.epochs, "train.batch_size": args.batch_size, "data.image_size": args.image_size,
+             "train.max_steps": args.max_steps, "train.save_every": args.save_every, "data.workers": args.workers,
+             "seed": args.seed}
+    method = args.method or (None if args.config else "ssa")
+    config = load_config(args.config, args.overrides, method=method, values=flags)
+    train(config, args.work_dir, resume=args.resume)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,21 @@
+"""The linear-probe image transforms of MoCo's main_lincls.py, at any crop size."""
+from __future__ import annotations
+
+import torch
+import torchvision.transforms.v2 as T
+
+from transfer.pretrain.views import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _to_normalized_tensor() -> list:
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+
+
+def train_transform(crop: int) -> T.Compose:
+    """RandomResizedCrop(crop) + horizontal flip (torchvision's default scale 0.08-1)."""
+    return T.Compose([T.RandomResizedCrop(crop, antialias=True), T.RandomHorizontalFlip(), *_to_normalized_tensor()])
+
+
+def val_transform(crop: int, resize: int) -> T.Compose:
+    """Resize(resize) of the shorter side + CenterCrop(crop): 256 / 224 in the protocol."""
+    return T.Compose([T.Resize(resize, antialias=True), T.CenterCrop(crop), *_to_normalized_tensor()])

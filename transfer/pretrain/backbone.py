@@ -1,0 +1,51 @@
+"""The ResNet trunk a method trains: torchvision's ResNet up to the last feature map (no pooling, no fc).
+
+Its state dict has exactly torchvision's key names without `fc.*`, the canonical
+backbone state dict that `transfer.checkpoint.load_backbone` returns and the
+converter writes out.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from transfer.errors import UserError
+
+ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
+    "resnet18": (BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (Bottleneck, [3, 4, 6, 3]),
+    "resnet101": (Bottleneck, [3, 4, 23, 3]),
+    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+}
+
+
+class ResNetTrunk(ResNet):
+    """torchvision's ResNet without `avgpool` and `fc`: image N x 3 x H x W -> feature map N x C x H/32 x W/32."""
+
+    def __init__(self, arch: str):
+        if arch not in ARCHS:
+            raise UserError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+        block, layers = ARCHS[arch]
+        super().__init__(block, layers)
+        self.arch = arch
+        self.out_channels = 512 * block.expansion
+        del self.fc, self.avgpool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The stride-32 feature map."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+def build_backbone(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
+    """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (strictly)."""
+    model = ResNetTrunk(arch)
+    if state_dict is not None:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
+            raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: missing {missing[:4]}"
+                            f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
+                            f"{'...' if len(unexpected) > 4 else ''}")
+    return model

@@ -1,0 +1,117 @@
+"""Two MoCo v2 views of an image, each with the crop box and flip that made it.
+
+A view is `RandomResizedCrop(scale 0.2-1) -> colour jitter 0.4/0.4/0.4/0.1 (p=0.8)
+-> grayscale (p=0.2) -> Gaussian blur (p=0.5) -> horizontal flip (p=0.5)`, the
+MoCo v2 recipe. The crop box and the flip are returned with the view, so every
+location of a feature map can be mapped back to image coordinates (and from there
+to the other view), as PixPro does: `feature_locations`.
+
+The randomness of a view comes only from a seed derived from (run seed, epoch,
+image index), never from the process-wide RNG: the same image in the same epoch
+gets the same views whatever the number of processes or data-loader workers, and
+whatever step a resumed run starts from.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torchvision.transforms.v2 as T
+import torchvision.transforms.v2.functional as F
+from PIL import Image, ImageFilter
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Layout of one view's parameter row (a float tensor, so a batch of them collates to N x 7).
+PARAM_FIELDS = ("top", "left", "height", "width", "flipped", "image_height", "image_width")
+
+
+class PILGaussianBlur:
+    """Gaussian blur with sigma drawn uniformly from `sigma` (torch RNG), by PIL's C filter as MoCo v2 does."""
+
+    def __init__(self, sigma: tuple[float, float]):
+        self.sigma = sigma
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * torch.rand(1).item()
+        return image.filter(ImageFilter.GaussianBlur(radius=sigma))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for the views of image `index` in `epoch` of the run seeded `seed`."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class MoCoV2Views:
+    """Make the two views of an image, with each view's crop box and flip (`PARAM_FIELDS`)."""
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.2, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), blur_sigma: tuple[float, float] = (0.1, 2.0)):
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+        # MoCo v2 blurs with sigma 0.1-2.0 px at 224 px: the same blur relative to the view at other sizes
+        factor = size / 224
+        self.photometric = T.Compose([
+            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            T.RandomGrayscale(p=0.2),
+            T.RandomApply([PILGaussianBlur((blur_sigma[0] * factor, blur_sigma[1] * factor))], p=0.5),
+        ])
+        self.normalize = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True),
+                                    T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+    def view(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """One view (3 x S x S, normalised) and its parameters (7,), drawn from torch's current RNG."""
+        width, height = image.size
+        top, left, h, w = T.RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
+        out = F.resized_crop(image, top, left, h, w, [self.size, self.size], antialias=True)
+        out = self.photometric(out)
+        flipped = bool(torch.rand(1).item() < 0.5)
+        if flipped:
+            out = F.horizontal_flip(out)
+        params = torch.tensor([top, left, h, w, float(flipped), height, width], dtype=torch.float32)
+        return self.normalize(out), params
+
+    def __call__(self, image: Image.Image, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(view1, view2, params1, params2) of `image`, determined by `seed` alone."""
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)  # CPU only: torch.manual_seed also queues GPU seeding, slowly
+            v1, p1 = self.view(image)
+            v2, p2 = self.view(image)
+        return v1, v2, p1, p2
+
+
+def feature_locations(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Image coordinates (x, y) of the centre of every location of an H x W feature map of each view.
+
+    params: N x 7 (`PARAM_FIELDS`) -> N x (H*W) x 2, locations in row-major order
+    (the order of `feature.flatten(2)`), coordinates in pixels of the original image.
+    """
+    top, left, box_h, box_w, flipped = params[:, 0:1], params[:, 1:2], params[:, 2:3], params[:, 3:4], params[:, 4:5]
+    # centres of the cells in [0, 1] of the view: H*W each
+    ys = (torch.arange(height, dtype=params.dtype) + 0.5) / height
+    xs = (torch.arange(width, dtype=params.dtype) + 0.5) / width
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    gx, gy = gx.reshape(1, -1), gy.reshape(1, -1)  # 1 x HW
+    # a flipped view's column x came from column 1 - x of the crop
+    gx = torch.where(flipped > 0.5, 1 - gx, gx)  # N x HW
+    x = left + gx * box_w
+    y = top + gy.expand_as(x) * box_h
+    return torch.stack([x, y], dim=-1)  # N x HW x 2
+
+
+def location_distances(params1: torch.Tensor, params2: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Distance between every location of view 1 and every location of view 2, in units of a feature cell.
+
+    N x HW x HW; a cell is the view-1 box size divided by the map size (PixPro's
+    normalisation), so `distances < 0.7` are PixPro's positive pairs.
+    """
+    p1 = feature_locations(params1, height, width)
+    p2 = feature_locations(params2, height, width)
+    cell = torch.stack([params1[:, 3] / width, params1[:, 2] / height], dim=-1).unsqueeze(1)  # N x 1 x 2
+    return torch.cdist(p1 / cell, p2 / cell)
+
+
+def center_crop_size(size: int) -> int:
+    """The resize of the evaluation transform for a crop of `size` (256 for 224, the ImageNet convention)."""
+    return int(math.floor(size * 256 / 224 + 0.5))
