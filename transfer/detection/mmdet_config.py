@@ -116,6 +116,7 @@ def build_module(cfg: Config, path: str) -> torch.nn.Module:
     """The module at config path `path` (e.g. model.backbone), built with BN and no initialisation loaded."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmengine.registry import DefaultScope
 
     import transfer.detection.mmdet_shared_head  # noqa: F401  (registers ResLayerExtraNorm)
     from transfer.engine.devices import replace_syncbn
@@ -124,7 +125,8 @@ def build_module(cfg: Config, path: str) -> torch.nn.Module:
     module_cfg = copy.deepcopy(_node(cfg, path))
     module_cfg.init_cfg = None
     replace_syncbn(module_cfg)  # BN has SyncBN's state dict keys and needs no process group
-    return MODELS.build(module_cfg)
+    with DefaultScope.overwrite_default_scope("mmdet"):  # not mmseg's ResNet if a segmentation run came first
+        return MODELS.build(module_cfg)
 
 
 def weight_coverage(cfg: Config, state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, list[str]]]:

@@ -141,6 +141,27 @@ def train_and_test(cfg: Config) -> dict[str, Any]:
     """Train with mmengine's Runner, resuming from the work dir's last checkpoint, then test; returns test metrics."""
     from mmengine.runner import Runner
 
+    # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
+    # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
+    # The unformatted text is the same valid Python, so skip the formatting.
+    object.__setattr__(cfg, "_format_python_code", False)  # Config.__setattr__ would add a config key
     runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner.test()
+    try:
+        runner.train()
+        return runner.test()
+    finally:
+        stop_loader_workers(runner)
+
+
+def stop_loader_workers(runner: Any) -> None:
+    """Shut down the runner's persistent data-loader workers now, not whenever the garbage collector gets to them.
+
+    Left to `__del__`, they are reaped in the middle of the next run in the same
+    process (the demo, the tests) and each can hold it up for seconds.
+    """
+    for name in ("_train_loop", "_val_loop", "_test_loop"):
+        loader = getattr(getattr(runner, name, None), "dataloader", None)
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+            loader._iterator = None

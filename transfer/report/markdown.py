@@ -184,7 +184,7 @@ def performance_section(benchmarks: list[BenchmarkFile], bench_dir: str) -> list
     lines += ["### SSA / MoCo v2 pretraining cost", "",
               "Computed from the `pretrain*` figures above: MoCo v2's images/s divided by SSA's, i.e. SSA's "
               "pretraining time per image in units of MoCo v2's, for figures whose labels name `ssa` or "
-              "`moco_v2` / `MoCo v2` and whose other keys are equal.", ""]
+              "`moco_v2` / `MoCo v2` and whose setting (batch, arch, device, ...) is equal.", ""]
     for p in pairs:
         context = f" ({context_text(p.ssa)})" if context_text(p.ssa) else ""
         lines.append(f"- `{p.bench}`: {p.ssa['label']} {fmt_number(p.ssa['value'])} vs {p.moco['label']} "

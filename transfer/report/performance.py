@@ -88,8 +88,8 @@ def context_text(figure: dict[str, Any]) -> str:
     for key, value in figure.items():
         if key in _FIGURE_KEYS:
             continue
-        if isinstance(value, (list, tuple)):
-            value = "x".join(map(str, value))
+        if isinstance(value, (list, tuple)):  # sizes read 2048x1024, anything else a+b
+            value = ("x" if all(is_number(v) for v in value) else "+").join(map(str, value))
         elif is_number(value) and isinstance(value, float):
             value = fmt_number(value)
         parts.append(f"{key}={value}")
@@ -106,9 +106,14 @@ class CostPair:
     ratio: float
 
 
+# Keys that describe the measurement itself, not its setting: `method=ssa`, `s_per_step`, `min_s_per_step`, ...
+_MEASUREMENT_KEY = re.compile(r"^(method|repeats|(min_|max_)?\w*_per_\w*)$")
+
+
 def _context_key(figure: dict[str, Any]) -> tuple:
-    """The figure's context (all keys but label, value, unit), comparable between figures."""
-    return tuple(sorted((k, repr(v)) for k, v in figure.items() if k not in _FIGURE_KEYS))
+    """The figure's setting (all keys but label, value, unit and the measurement's own), comparable between figures."""
+    return tuple(sorted((k, repr(v)) for k, v in figure.items()
+                        if k not in _FIGURE_KEYS and not _MEASUREMENT_KEY.match(k)))
 
 
 def cost_pairs(benchmarks: list[BenchmarkFile]) -> list[CostPair]:
@@ -117,8 +122,8 @@ def cost_pairs(benchmarks: list[BenchmarkFile]) -> list[CostPair]:
     Rule: in a file whose name starts with `pretrain`, a figure in images/s (unit
     `images/s`, `img/s`) whose label names `ssa` as a word, or `moco_v2` / `MoCo v2`
     (not both), is a throughput of that method; each SSA figure is paired with each
-    MoCo v2 figure of the same file whose other keys (batch, arch, device, ...) are
-    equal, and the ratio is MoCo v2 images/s / SSA images/s.
+    MoCo v2 figure of the same file whose setting (batch, arch, device, ...; not
+    the method or the step-time statistics) is equal, and the ratio is MoCo v2 images/s / SSA images/s.
     """
     pairs = []
     for bench in benchmarks:

@@ -117,13 +117,17 @@ def set_pretrained(cfg: Config, checkpoint: Path | None) -> None:
 
 def build_backbone(cfg: Config) -> torch.nn.Module:
     """The config's backbone module with its own initialisation (no checkpoint loaded)."""
+    from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
     register_all_modules(init_default_scope=False)
     backbone_cfg = copy.deepcopy(cfg.model.backbone)
     backbone_cfg.init_cfg = None
-    return MODELS.build(backbone_cfg)
+    # the scope decides which package's `ResNet` is built: a detection run earlier in this
+    # process (the demo) leaves mmdet's as the default, which lacks mmseg's arguments
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        return MODELS.build(backbone_cfg)
 
 
 def check_backbone_loads(cfg: Config, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
