@@ -140,6 +140,7 @@ def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
 def pretrain(row: Row, out: Path, data: Path, plan: DemoPlan, teacher: Path | None, force: bool) -> dict[str, Any]:
     """Pretrain one row's backbone (reused when its final checkpoint exists); returns its summary."""
     from transfer.pretrain import load_config, train
+    from transfer.pretrain.config import PRETRAIN_CONFIGS
     from transfer.pretrain.logs import read_log
 
     work_dir = out / "pretrain" / row.name
@@ -155,8 +156,6 @@ def pretrain(row: Row, out: Path, data: Path, plan: DemoPlan, teacher: Path | No
                  "train.log_every=5"]
     if teacher is not None:
         overrides.append(f"teacher.checkpoint={teacher}")
-    from transfer.pretrain.config import PRETRAIN_CONFIGS
-
     cfg = load_config(PRETRAIN_CONFIGS / f"{row.config or row.method}.yaml", overrides=overrides)
     t0 = time.perf_counter()
     checkpoint = train(cfg, work_dir, resume=not force)
@@ -180,6 +179,8 @@ def transfer_task(task: str, weights: Path | None, out: Path, row: Row, data: di
     argv += ["--weights", str(weights)] if weights else []
     argv += ["--gpus", str(args.gpus)] if args.gpus is not None else []
     argv += ["--force"] if args.force else []
+    # a random init has no checkpoint to bring its depth: the engines' configs default to ResNet-50
+    random_depth = [] if weights or plan.arch == "resnet50" else [f"model.backbone.depth={plan.arch[6:]}"]
     if task == "linear":
         argv += ["--max-iters", str(plan.linear_iters), "--input-size", str(plan.cls_size),
                  "linear.precompute_features=true", "linear.workers=0"]
@@ -188,11 +189,9 @@ def transfer_task(task: str, weights: Path | None, out: Path, row: Row, data: di
         # a CPU-sized batch: one "GPU" of det_batch images at det_lr instead of the protocol's 8 x 2 at 0.02
         argv += ["--max-iters", str(plan.det_iters), "--input-size", str(plan.det_input), "protocol_gpus=1",
                  f"train_dataloader.batch_size={plan.det_batch}", f"optim_wrapper.optimizer.lr={plan.det_lr}",
-                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}"]  # custom_hooks[0] is PreciseBNHook
-        argv += [] if weights else ["model.backbone.depth=18"] if plan.arch == "resnet18" else []
+                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}", *random_depth]  # [0] is PreciseBNHook
     else:
-        argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input)]
-        argv += [] if weights else ["model.backbone.depth=18"] if plan.arch == "resnet18" else []
+        argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input), *random_depth]
     print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", file=sys.stderr, flush=True)
     run_transfer(argv)
     return work_dir / "metrics.json"
