@@ -61,6 +61,19 @@ def test_demo_rerun_reuses_finished_stages(demo_run: tuple[Path, str]) -> None:
     assert (checkpoint.stat().st_mtime_ns, metrics.stat().st_mtime_ns) == before
 
 
+def test_other_rows_get_their_own_index_and_table(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    tiny = [w for w in TINY if not w.startswith("rows=")]
+    teacher = out / "pretrain" / "moco_v2" / "checkpoint_final.pth"
+    before = teacher.stat().st_mtime_ns
+    index = run_transfer(["demo", "--work-dir", str(out), *tiny, "rows=ssa_rho1", "tasks=linear", "index=abl.json"])
+    assert [row["name"] for row in index["rows"]] == ["ssa_rho1"] and (out / "abl.md").is_file()
+    # the teacher is reused, not pretrained again, and the default table is left alone
+    assert teacher.stat().st_mtime_ns == before
+    assert "SSA (MoCo v2 teacher)" in (out / "benchmarks.md").read_text()
+    assert json.loads((out / "results.json").read_text())["rows"][0]["name"] == "ssa"
+
+
 def test_demo_plan_rejects_unknown_settings() -> None:
     with pytest.raises(UserError, match="unknown demo setting 'det_iter'"):
         DemoPlan.from_overrides(["det_iter=3"])

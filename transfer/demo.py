@@ -198,7 +198,7 @@ def transfer_task(task: str, weights: Path | None, out: Path, row: Row, data: di
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the demo end to end and write WORK_DIR/results.json and WORK_DIR/benchmarks.md."""
+    """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
     from transfer.report import make_benchmarks
 
     unused = [flag for flag, value in (("--weights", args.weights), ("--data", args.data),
@@ -251,10 +251,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "plan": dataclasses.asdict(plan), "stage_times_s": stages.times, "rows": rows}
         index_path = out / plan.index
         write_json(index_path, index)
-        make_benchmarks([index_path], out=out / "benchmarks.md", plot=out / "comparison.png",
+        # the default rows' table is benchmarks.md; another set of rows (index=NAME.json) gets NAME.md beside it
+        default_index = plan.index == "results.json"
+        table = out / ("benchmarks.md" if default_index else f"{Path(plan.index).stem}.md")
+        plot = out / "comparison.png" if default_index else table.with_suffix(".png")
+        make_benchmarks([index_path], out=table, plot=plot,
                         command=f"tools/make_benchmarks.py --index {index_path}")
     total = time.perf_counter() - stages.start
     index["stage_times_s"], index["total_time_s"] = stages.times, round(total, 1)
     write_json(index_path, index)
-    print(f"[demo] done in {total:.0f} s: {index_path}, {out / 'benchmarks.md'}", file=sys.stderr)
+    print(f"[demo] done in {total:.0f} s: {index_path}, {table}", file=sys.stderr)
     return index
