@@ -9,9 +9,9 @@ from typing import Any
 
 from mmengine.config import Config
 
-from transfer.detection.mmdet_config import (check_weights_load, depth_of_arch, set_backbone_depth, set_data_root,
+from transfer.detection.mmdet_config import (check_weights_load, set_backbone_depth, set_data_root,
                                              set_input_size, set_precise_bn_iters, set_pretrained)
-from transfer.engine.config import parse_overrides
+from transfer.engine.backbone import backbone_depth
 from transfer.engine.task import TaskContext, run_mm_task
 from transfer.errors import UserError
 
@@ -20,7 +20,6 @@ DEFAULT_CONFIGS = {
     "voc": CONFIG_DIR / "faster-rcnn_r50-c4-syncbn_24k_voc0712.py",
     "coco": CONFIG_DIR / "mask-rcnn_r50-c4-syncbn_1x_coco.py",
 }
-DEPTH_KEY = "model.backbone.depth"
 # What each task reports, and the mmdet test-metric keys it comes from (our metrics, prefixed by the evaluator).
 REPORTED = {
     "voc": {name: f"pascal_voc/{name}" for name in ("AP", "AP50", "AP75")},
@@ -33,19 +32,8 @@ REQUIRED = {"voc": ("AP", "AP50", "AP75"), "coco": ("bbox_AP", "bbox_AP50", "bbo
 def prepare(cfg: Config, ctx: TaskContext) -> None:
     """Point the protocol config at the data and the weights (backbone and res5 head), match the depth, apply
     --input-size and shrink precise BN with --max-iters."""
-    overrides = parse_overrides(ctx.args.overrides)  # already merged into cfg by the skeleton; read for the depth
     set_data_root(cfg, ctx.data_root)
-    depth = int(overrides[DEPTH_KEY]) if DEPTH_KEY in overrides else None
-    state_dict = None
-    if ctx.weights is not None:
-        from transfer.checkpoint import load_backbone
-
-        state_dict, info = load_backbone(ctx.weights)
-        weights_depth = depth_of_arch(info["arch"])
-        if depth is not None and depth != weights_depth:
-            raise UserError(f"{DEPTH_KEY}={depth} was asked for, but {ctx.args.weights} holds a {info['arch']}; "
-                            "drop the override or pass matching weights")
-        depth = weights_depth
+    depth, state_dict = backbone_depth(ctx.args.overrides, ctx.weights, ctx.args.weights)
     if depth is not None:
         note = set_backbone_depth(cfg, depth)
         if note:

@@ -48,15 +48,6 @@ def set_data_root(cfg: Config, root: Path) -> None:
                 node["ann_file"] = data_root + test_ann
 
 
-def depth_of_arch(arch: str) -> int:
-    """The depth of a torchvision ResNet name (`resnet50` -> 50)."""
-    digits = "".join(c for c in str(arch) if c.isdigit())
-    if not str(arch).startswith("resnet") or not digits or int(digits) not in STAGE_CHANNELS:
-        raise UserError(f"backbone architecture {arch!r} is not supported; expected one of "
-                        + ", ".join(f"resnet{d}" for d in STAGE_CHANNELS))
-    return int(digits)
-
-
 def set_backbone_depth(cfg: Config, depth: int) -> str | None:
     """Set the ResNet depth of the backbone (and C4 shared head) and every input width that follows from it.
 

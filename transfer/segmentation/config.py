@@ -71,15 +71,6 @@ def set_input_size(cfg: Config, size: int) -> str:
     return f"--input-size {size}: crop {crop} -> {new_crop}, image scales x{factor:.3g}{window}"
 
 
-def depth_of_arch(arch: str) -> int:
-    """The depth of a torchvision ResNet name (`resnet50` -> 50)."""
-    digits = "".join(c for c in str(arch) if c.isdigit())
-    if not arch.startswith("resnet") or not digits or int(digits) not in _STAGE_CHANNELS:
-        raise UserError(f"backbone architecture {arch!r} is not supported; expected one of "
-                        + ", ".join(f"resnet{d}" for d in _STAGE_CHANNELS))
-    return int(digits)
-
-
 def set_backbone_depth(cfg: Config, depth: int) -> str | None:
     """Set the ResNet depth and the heads' channels to match it; returns a note when it changed.
 

@@ -8,34 +8,20 @@ from typing import Any
 
 from mmengine.config import Config
 
-from transfer.engine.config import parse_overrides
+from transfer.engine.backbone import backbone_depth
 from transfer.engine.task import TaskContext, run_mm_task
 from transfer.errors import UserError
-from transfer.segmentation.config import (check_backbone_loads, depth_of_arch, set_backbone_depth, set_data_root,
+from transfer.segmentation.config import (check_backbone_loads, set_backbone_depth, set_data_root,
                                           set_input_size, set_pretrained)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "segmentation"
 DEFAULT_CONFIG = CONFIG_DIR / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py"
-DEPTH_KEY = "model.backbone.depth"
 
 
 def prepare(cfg: Config, ctx: TaskContext) -> None:
     """Point the protocol config at the data and the weights, match the backbone depth, apply --input-size."""
-    overrides = parse_overrides(ctx.args.overrides)
-    cfg.merge_from_dict(overrides)  # seen here too (the skeleton applies them again after), so checks see them
     set_data_root(cfg, ctx.data_root)
-    override = overrides.get(DEPTH_KEY)
-    depth = int(override) if override is not None else None
-    state_dict = None
-    if ctx.weights is not None:
-        from transfer.checkpoint import load_backbone
-
-        state_dict, info = load_backbone(ctx.weights)
-        weights_depth = depth_of_arch(info["arch"])
-        if depth is not None and depth != weights_depth:
-            raise UserError(f"{DEPTH_KEY}={depth} was asked for, but {ctx.args.weights} holds a "
-                            f"{info['arch']}; drop the override or pass matching weights")
-        depth = weights_depth
+    depth, state_dict = backbone_depth(ctx.args.overrides, ctx.weights, ctx.args.weights)
     if depth is not None:
         note = set_backbone_depth(cfg, depth)
         if note:
