@@ -81,4 +81,8 @@ def test_demo_plan_rejects_unknown_settings() -> None:
         DemoPlan.from_overrides(["rows=ssa,bogus"])
     with pytest.raises(UserError, match="index=../x.json"):
         DemoPlan.from_overrides(["index=../x.json"])
-    assert DemoPlan.from_overrides(["det_iters=7", "tasks=linear,voc"]).det_iters == 7
+    with pytest.raises(UserError, match="det_iters=ten: expected an integer"):
+        DemoPlan.from_overrides(["det_iters=ten"])
+    with pytest.raises(UserError, match="det_lr=fast: expected a number"):
+        DemoPlan.from_overrides(["det_lr=fast"])
+    assert DemoPlan.from_overrides(["det_iters=7", "det_lr=1", "tasks=linear,voc"]).det_iters == 7

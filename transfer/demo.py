@@ -30,6 +30,7 @@ from transfer.fileio import write_json
 from transfer.results import machine_info
 
 TASKS = ("linear", "voc", "coco", "cityscapes")
+DEFAULT_ROWS = ("moco_v2", "seed", "ssa", "ssa_ema", "random")  # the comparison; ROWS also has the ablations
 
 
 @dataclass
@@ -59,7 +60,7 @@ class DemoPlan:
     seg_iters: int = 60
     seg_input: int = 64
     tasks: tuple[str, ...] = TASKS
-    rows: tuple[str, ...] = ("moco_v2", "seed", "ssa", "ssa_ema", "random")  # ROWS by name; see ABLATION_ROWS
+    rows: tuple[str, ...] = DEFAULT_ROWS  # names of ROWS
     index: str = "results.json"      # the results index in WORK_DIR (give another run of other rows its own)
 
     @classmethod
@@ -74,6 +75,11 @@ class DemoPlan:
                 allowed = TASKS if key == "tasks" else tuple(row.name for row in ROWS)
                 if not value or set(value) - set(allowed):
                     raise UserError(f"{key}={','.join(value)}: each must be one of {', '.join(allowed)}")
+            default = getattr(plan, key)
+            if isinstance(default, (int, float)):  # sizes and rates: a word here would fail deep inside a run
+                wanted = int if isinstance(default, int) else (int, float)
+                if isinstance(value, bool) or not isinstance(value, wanted):
+                    raise UserError(f"{key}={value}: expected {'an integer' if wanted is int else 'a number'}")
             if key == "index" and (Path(str(value)).name != str(value) or not str(value).endswith(".json")):
                 raise UserError(f"index={value}: a file name ending in .json (it is written in WORK_DIR)")
             setattr(plan, key, value)
@@ -102,8 +108,6 @@ ROWS = (
     Row("ssa_no_ssa", "SSA, b = 0 (no L_ssa)", "ssa_no_ssa", "moco_v2", "ssa_no_ssa"),
     Row("ssa_rho1", "SSA, rho = 1 (dense average pooling)", "ssa_rho1", "moco_v2", "ssa_rho1"),
 )
-DEFAULT_ROWS = ("moco_v2", "seed", "ssa", "ssa_ema", "random")
-ABLATION_ROWS = ("ssa_no_align", "ssa_no_ssa", "ssa_rho1")
 
 
 class Stages:
