@@ -1,10 +1,14 @@
 """The shared mmengine plumbing: overrides, devices, schedules, and deliberate checkpoint loading."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import torchvision
 from mmengine.config import Config
 
+from transfer.engine.backbone import backbone_depth
 from transfer.engine.compat import load_local_checkpoint, trust_checkpoints_in
 from transfer.engine.config import load_config, parse_overrides
 from transfer.engine.devices import adapt_to_devices, replace_syncbn, resolve_gpus
@@ -128,3 +132,15 @@ def test_final_only_validation_is_dropped_but_periodic_validation_kept():
     assert drop_final_only_validation(cfg) == [] and cfg.val_dataloader is not None
     shorten_schedule(cfg, 100)  # a short run validates only at its end
     assert drop_final_only_validation(cfg) and cfg.val_dataloader is None and cfg.val_evaluator is None
+
+
+def test_backbone_depth_comes_from_the_weights_and_an_override_must_match(tmp_path: Path) -> None:
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    depth, state_dict = backbone_depth([], weights, "r18.pth")
+    assert depth == 18 and "layer4.1.conv2.weight" in state_dict
+    assert backbone_depth(["model.backbone.depth=18"], weights, "r18.pth")[0] == 18
+    with pytest.raises(UserError, match=r"model.backbone.depth=50 was asked for, but r18.pth holds a resnet18"):
+        backbone_depth(["model.backbone.depth=50"], weights, "r18.pth")
+    assert backbone_depth(["model.backbone.depth=34"], None, None) == (34, None)
+    assert backbone_depth([], None, None) == (None, None)
