@@ -15,7 +15,7 @@ from transfer.pretrain.encoder import Encoder
 from transfer.pretrain.heads import ProjectionHeads
 from transfer.pretrain.queue import EmbeddingQueue
 from transfer.pretrain.ssa import LossSettings, PretrainModel
-from transfer.pretrain.teacher import ema_momentum, ema_teacher, ema_update
+from transfer.pretrain.teacher import calibrate_batch_norm, ema_momentum, ema_teacher, ema_update
 from transfer.pretrain.views import MoCoV2Views, feature_locations, location_distances
 
 
@@ -192,6 +192,37 @@ def test_shared_dense_head_is_the_global_mlp_at_every_location():
     # a 1x1 map: the dense embedding is the global one
     one = torch.randn(2, 16, 1, 1, dtype=torch.float64)
     assert torch.allclose(heads.dense_embedding(one)[:, 0], heads.global_embedding(one))
+
+
+def test_head_norm_centres_each_path_with_its_own_statistics():
+    heads = ProjectionHeads(16, 32, 8, shared=True, norm=True).double().train()
+    feature = torch.rand(6, 16, 3, 3, dtype=torch.float64) + 1  # all positive, like pooled ReLU features
+    g = heads.global_embedding(feature)
+    # before the l2-norm: the batch mean of each output is 0 (the common component is gone), per path
+    raw_global = heads.norm(heads.mlp(feature.mean(dim=(2, 3))))
+    raw_dense = heads.dense_norm(heads.mlp(feature.flatten(2).transpose(1, 2)).flatten(0, 1))
+    assert raw_global.mean(0).abs().max() < 1e-9 and raw_dense.mean(0).abs().max() < 1e-9
+    assert torch.allclose(g, F.normalize(raw_global, dim=1))
+    plain = ProjectionHeads(16, 32, 8, shared=True).double()
+    plain.load_state_dict(heads.state_dict(), strict=False)
+    cos = lambda e: (e @ e.T)[~torch.eye(6, dtype=torch.bool)].mean()  # noqa: E731
+    assert cos(plain.global_embedding(feature)) > 0.5 > cos(g)  # without the norm the images' embeddings align
+    assert set(heads.state_dict()) >= {"norm.running_mean", "dense_norm.running_var"}
+    assert heads.norm.weight is None and heads.dense_norm.weight is None  # no affine: nothing to learn there
+
+
+def test_a_frozen_teachers_head_norms_are_measured_and_its_backbone_statistics_kept():
+    torch.manual_seed(0)
+    teacher = Encoder(build_backbone("resnet18"), head_hidden=32, head_dim=8, norm=True).eval()
+    before = {k: v.clone() for k, v in teacher.backbone.state_dict().items()}
+    images = torch.randn(4, 3, 64, 64)
+    calibrate_batch_norm(teacher, images, only=teacher.heads)
+    assert all(torch.equal(before[k], v) for k, v in teacher.backbone.state_dict().items())
+    with torch.no_grad():
+        pooled = teacher.heads.mlp(teacher.backbone(images).mean(dim=(2, 3)))
+    assert torch.allclose(teacher.heads.norm.running_mean, pooled.mean(0), atol=1e-5)
+    assert torch.allclose(teacher.heads.norm.running_var, pooled.var(0), rtol=1e-4)
+    assert not teacher.heads.norm.training and teacher.heads.norm.momentum == 0.1
 
 
 # ---- queue, EMA ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ImageFolder classification format: `{split}/{class}/*.png`, one shape class per image."""
+"""The ImageFolder classification format: `{split}/{class}/*.png`, one shape (or pattern) class per image."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,25 +6,38 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from transfer.data.patterns import PATTERNS, render_pattern
 from transfer.data.problems import Problems
 from transfer.data.scenes import SHAPES, render_objects
 
 SPLITS = ("train", "val")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+KINDS = {"shapes": SHAPES, "patterns": PATTERNS}  # the class names of each kind of image
 
 
-def write_imagefolder(root: str | Path, seed: int, num_train: int, num_val: int, size: int = 64) -> Path:
-    """Write `num_train` / `num_val` images per split, spread evenly over the shape classes; returns `root`."""
-    root = Path(root)
+def write_imagefolder(root: str | Path, seed: int, num_train: int, num_val: int, size: int = 64,
+                      kind: str = "shapes") -> Path:
+    """Write `num_train` / `num_val` images per split, spread evenly over the classes; returns `root`.
+
+    `kind="shapes"`: one textured shape on a cluttered background (the scenes of the
+    other formats); `"patterns"`: the periodic patterns of `patterns.py`, which a
+    short run can learn.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown ImageFolder kind {kind!r}; expected one of {', '.join(KINDS)}")
+    root, classes = Path(root), KINDS[kind]
     for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
-        for name in SHAPES:
+        for name in classes:
             (root / split / name).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            label = i % len(SHAPES)
-            rng = np.random.default_rng([seed, 4, split_index, i])
-            img, _ = render_objects(rng, size, size, 1, scale=(0.25, 0.45), labels=[label],
-                                    min_visible=0.0, min_pixels=0)
-            Image.fromarray(img).save(root / split / SHAPES[label] / f"{i:06d}.png")
+            label = i % len(classes)
+            if kind == "shapes":
+                rng = np.random.default_rng([seed, 4, split_index, i])
+                img, _ = render_objects(rng, size, size, 1, scale=(0.25, 0.45), labels=[label],
+                                        min_visible=0.0, min_pixels=0)
+            else:
+                img = render_pattern(np.random.default_rng([seed, 5, split_index, i]), label, size)
+            Image.fromarray(img).save(root / split / classes[label] / f"{i:06d}.png")
     return root
 
 

@@ -69,10 +69,14 @@ class PretrainModel(nn.Module):
 
     @torch.no_grad()
     def start_teacher(self, view1: torch.Tensor, view2: torch.Tensor) -> None:
-        """Before the first step of an EMA run: measure the initial BN statistics and start the teacher from them."""
+        """Before the first step: measure the initial BN statistics (EMA teacher: all, started from the student;
+        frozen teacher: its new heads' norms only)."""
+        images = torch.cat([view1, view2])
         if self.ema:
-            calibrate_batch_norm(self.student, torch.cat([view1, view2]))
+            calibrate_batch_norm(self.student, images)
             self.teacher.load_state_dict(self.student.state_dict())
+        else:
+            calibrate_batch_norm(self.teacher, images, only=self.teacher.heads)
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor,
                 momentum: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

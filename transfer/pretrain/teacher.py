@@ -15,7 +15,7 @@ from transfer.pretrain.encoder import Encoder
 
 
 def load_frozen_teacher(path: str | os.PathLike, head_hidden: int, head_dim: int, dense: bool, shared: bool,
-                        heads: str, seed: int) -> tuple[Encoder, dict[str, Any]]:
+                        heads: str, seed: int, norm: bool = False) -> tuple[Encoder, dict[str, Any]]:
     """A frozen teacher from any checkpoint the converter reads, with its own heads g_T, p_T.
 
     The checkpoint gives only the backbone (its SSL heads, if any, are dropped by the
@@ -30,7 +30,7 @@ def load_frozen_teacher(path: str | os.PathLike, head_hidden: int, head_dim: int
     backbone = build_backbone(info["arch"], state_dict, origin=str(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        teacher = Encoder(backbone, head_hidden, head_dim, dense=dense, shared=shared)
+        teacher = Encoder(backbone, head_hidden, head_dim, dense=dense, shared=shared, norm=norm)
     teacher.requires_grad_(False)
     if heads == "align":
         teacher.heads.requires_grad_(True)
@@ -70,22 +70,26 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
 
 
 @torch.no_grad()
-def calibrate_batch_norm(encoder: nn.Module, images: torch.Tensor) -> None:
-    """Set every BN layer's running statistics to the exact statistics of `encoder` on `images` (averaged over
-    processes).
+def calibrate_batch_norm(encoder: Encoder, images: torch.Tensor, only: nn.Module | None = None) -> None:
+    """Set the running statistics of every BN layer of `encoder` (or of its part `only`) to their exact statistics on
+    `images` (averaged over processes).
 
     A new network's running statistics are mean 0, variance 1, far from its real
     activations: in eval mode it is unnormalised and all its embeddings coincide.
     An EMA teacher made from it would give no usable target for hundreds of steps
     (the runs collapsed, we measured it); one pass over the first batch fixes that.
+    A frozen teacher keeps its pretrained backbone statistics: `only=teacher.heads`
+    measures just its new heads' norms (`model.head_norm=bn`).
     """
-    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in (only or encoder).modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
     saved = [(m.momentum, m.training) for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: after one batch, exactly its statistics
         m.train()
-    encoder(images)
+    encoder(images, dense=encoder.heads.dense)  # both paths, so both heads' norms are measured
     for m, (momentum, training) in zip(norms, saved):
         m.momentum = momentum
         m.train(training)

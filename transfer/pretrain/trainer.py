@@ -44,6 +44,8 @@ def validate_config(cfg: dict[str, Any]) -> None:
         raise UserError(f"ssa.rho must be in (0, 1], not {cfg['ssa']['rho']}")
     if cfg["ssa"]["weighting"] not in ("uniform", "softmax"):
         raise UserError(f"ssa.weighting must be uniform or softmax, not {cfg['ssa']['weighting']!r}")
+    if head_norm(cfg) not in ("bn", "none"):
+        raise UserError(f"model.head_norm must be bn or none, not {head_norm(cfg)!r}")
     if cfg["teacher"]["heads"] not in ("random", "align"):
         raise UserError(f"teacher.heads must be random or align, not {cfg['teacher']['heads']!r}")
     if not loss["symmetric"] and (loss["align_weight"] > 0 or loss["ssa_weight"] > 0):
@@ -53,6 +55,11 @@ def validate_config(cfg: dict[str, Any]) -> None:
             raise UserError(f"loss.{key} must be > 0, not {loss[key]}")
     if cfg["train"]["batch_size"] < 1 or cfg["data"]["image_size"] < 32:
         raise UserError("train.batch_size must be >= 1 and data.image_size >= 32 (one stride-32 location)")
+
+
+def head_norm(cfg: dict[str, Any]) -> str:
+    """`model.head_norm`; checkpoints written before the key existed had no norm ("none")."""
+    return cfg["model"].get("head_norm", "none")
 
 
 def loss_settings(cfg: dict[str, Any]) -> LossSettings:
@@ -70,12 +77,13 @@ def build_model(cfg: dict[str, Any]) -> tuple[PretrainModel, dict[str, Any]]:
     settings = loss_settings(cfg)
     m = cfg["model"]
     torch.manual_seed(cfg["seed"])
+    norm = head_norm(cfg) == "bn"
     student = Encoder(build_backbone(m["arch"]), m["head_hidden"], m["head_dim"], dense=settings.dense,
-                      shared=m["share_heads"])
+                      shared=m["share_heads"], norm=norm)
     path = cfg["teacher"]["checkpoint"]
     if path:
         teacher, info = load_frozen_teacher(path, m["head_hidden"], m["head_dim"], settings.dense, m["share_heads"],
-                                            cfg["teacher"]["heads"], seed=cfg["seed"] + 1)
+                                            cfg["teacher"]["heads"], seed=cfg["seed"] + 1, norm=norm)
         teacher_info = {"kind": "frozen", "path": str(path), "arch": info["arch"], "source": info.get("source")}
     else:
         teacher = ema_teacher(student)
@@ -251,7 +259,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
                 for group in optimizer.param_groups:
                     group["lr"] = step_lr
                 if step == 0:
-                    model.start_teacher(view1, view2)  # EMA teacher: BN statistics of the initial network
+                    model.start_teacher(view1, view2)  # BN statistics of the initial networks
                 momentum = ema_momentum(step, total_steps, tc["momentum"], tc["momentum_end"], tc["momentum_schedule"])
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     loss, terms = net(view1, view2, momentum)
