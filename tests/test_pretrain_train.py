@@ -108,6 +108,10 @@ def test_moco_refuses_a_teacher_and_configs_refuse_typos(images, tmp_path):
         config(images, "ssa", "ssa.rh=1")
     with pytest.raises(UserError, match="rho"):
         train(config(images, "ssa", "ssa.rho=0"), tmp_path / "b")
+    with pytest.raises(UserError, match="model.head_norm must be bn or none"):
+        train(config(images, "ssa", "model.head_norm=batchnorm"), tmp_path / "c")
+    with pytest.raises(UserError, match="batch of one"):
+        train(config(images, "moco_v2_asym", "model.head_norm=bn", "train.batch_size=1"), tmp_path / "d")
 
 
 def test_nan_loss_stops_with_the_step_and_term(images, tmp_path, monkeypatch):

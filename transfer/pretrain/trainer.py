@@ -174,6 +174,9 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
         raise UserError(f"train.batch_size {t['batch_size']} (total) does not split over {procs.world_size} "
                         "processes; pass a multiple of the process count")
     batch = t["batch_size"] // procs.world_size
+    if head_norm(cfg) == "bn" and batch == 1 and not cfg["loss"]["symmetric"]:
+        raise UserError("model.head_norm=bn normalises over the batch, and one image per process is a batch of one "
+                        "embedding; raise train.batch_size or set model.head_norm=none")
     images_root = find_train_images(cfg["data"]["root"])
     views = MoCoV2Views(cfg["data"]["image_size"], tuple(cfg["data"]["crop_scale"]),
                         blur_sigma=tuple(cfg["data"]["blur_sigma"]))
