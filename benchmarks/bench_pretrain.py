@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 from transfer.pretrain import load_config
+from transfer.pretrain.config import PRETRAIN_CONFIGS
 from transfer.pretrain.trainer import build_model
 from transfer.results import write_benchmark
 
@@ -35,7 +36,7 @@ def build(method: str, arch: str, teacher: Path, device: torch.device, channels_
     overrides = [f"model.arch={arch}"]
     if method in ("seed", "ssa"):
         overrides.append(f"teacher.checkpoint={teacher}")
-    cfg = load_config(Path(__file__).resolve().parent.parent / "configs" / "pretrain" / f"{method}.yaml", overrides)
+    cfg = load_config(PRETRAIN_CONFIGS / f"{method}.yaml", overrides)
     model, _ = build_model(cfg)
     model.to(device).train()
     if channels_last:

@@ -10,14 +10,13 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
+from transfer.checkpoint import resnet
 from transfer.errors import UserError
 
+# name -> (block, blocks per stage), from the converter's table of the same architectures
 ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
-    "resnet18": (BasicBlock, [2, 2, 2, 2]),
-    "resnet34": (BasicBlock, [3, 4, 6, 3]),
-    "resnet50": (Bottleneck, [3, 4, 6, 3]),
-    "resnet101": (Bottleneck, [3, 4, 23, 3]),
-    "resnet152": (Bottleneck, [3, 8, 36, 3]),
+    name: (BasicBlock if block == "basic" else Bottleneck, list(layers))
+    for (block, layers), name in resnet.ARCHS.items()
 }
 
 
