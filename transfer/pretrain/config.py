@@ -80,11 +80,6 @@ def apply_overrides(config: dict[str, Any], overrides: Iterable[str], strict: bo
     return config
 
 
-def set_values(config: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """Set dotted keys to Python values as they are (no YAML parsing: a path stays a string); None skips a key."""
-    return apply_overrides(config, [], values={k: v for k, v in values.items() if v is not None})
-
-
 def load_config(config: str | os.PathLike | None = None, overrides: Iterable[str] = (),
                 method: str | None = None, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A pretraining config: `config` file (default `configs/pretrain/<method>.yaml`), then `values`

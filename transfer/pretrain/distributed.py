@@ -43,22 +43,8 @@ def init_processes(use_gpu: bool | None = None) -> Processes:
     return Processes(rank, world_size, local_rank, device)
 
 
-def barrier() -> None:
-    """Wait for every process (nothing on one process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def close_processes() -> None:
     """Leave the process group, if this run joined one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
-
-def all_agree(flag: bool, device: torch.device) -> bool:
-    """True when `flag` holds on every process (e.g. "the loss is finite")."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    value = torch.tensor([1 if flag else 0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
