@@ -12,7 +12,6 @@ below its init (31.8 vs 45.0).
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from transfer.data.imagefolder import write_imagefolder
 from transfer.pretrain import load_config, train
 from transfer.pretrain.config import PRETRAIN_CONFIGS
 from transfer.pretrain.distributed import Processes
+from transfer.pretrain.logs import LOG_FILE, read_log
 from transfer.pretrain.views import MoCoV2Views, center_crop_size
 
 SIZE, STEPS, QUEUE = 32, 150, 1024
@@ -80,6 +80,6 @@ def test_a_short_ssa_run_lifts_knn_well_above_random_init(seed, tmp_path):
     assert teacher_knn >= 70, "the supervised teacher did not learn the classes: the test's premise is broken"
     assert taught >= random_init + 10
     # and it got there by lowering its loss: the contrastive terms end below chance, ln(K + 1)
-    log = [json.loads(line) for line in (tmp_path / "ssa" / "train_log.jsonl").read_text().splitlines()]
+    log = read_log(tmp_path / "ssa" / LOG_FILE)
     last = log[-10:]
     assert sum(r["cd_nce"] for r in last) / len(last) < math.log(QUEUE + 1) - 0.3

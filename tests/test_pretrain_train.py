@@ -1,7 +1,6 @@
 """The pretraining trainer end to end on CPU: every method and ablation, checkpoints, resume, NaN stop, CLI."""
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -14,7 +13,7 @@ import torch
 import torchvision
 
 from transfer.errors import UserError
-from transfer.pretrain import TrainingDiverged, load_config, losses, train
+from transfer.pretrain import TrainingDiverged, load_config, logs, losses, train
 from transfer.pretrain.config import PRETRAIN_CONFIGS
 from transfer.pretrain.trainer import build_model
 
@@ -35,7 +34,7 @@ def config(images: Path, name: str = "ssa", *extra: str) -> dict:
 
 
 def read_log(work_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (work_dir / "train_log.jsonl").read_text().splitlines()]
+    return logs.read_log(work_dir / logs.LOG_FILE)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
