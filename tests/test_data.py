@@ -249,6 +249,20 @@ def test_check_missing_train_ids_says_how_to_make_them(copy_of):
     assert str(label) in problem and "prepare_cityscapes" in problem
 
 
+def test_pattern_imagefolder_is_a_valid_set_and_an_unknown_kind_is_refused(tmp_path):
+    from transfer.data.imagefolder import check_imagefolder, write_imagefolder
+    from transfer.data.patterns import PATTERNS
+
+    root = write_imagefolder(tmp_path / "patterns", seed=0, num_train=10, num_val=5, size=32, kind="patterns")
+    check_imagefolder(root)
+    assert sorted(p.name for p in (root / "train").iterdir()) == sorted(PATTERNS)
+    image = Image.open(next((root / "val" / "checks").iterdir()))
+    assert image.size == (32, 32) and image.mode == "RGB"
+    with pytest.raises(ValueError, match="unknown ImageFolder kind 'stripes'"):
+        write_imagefolder(tmp_path / "other", seed=0, num_train=1, num_val=1, kind="stripes")
+    assert not (tmp_path / "other").exists()  # refused before anything is written
+
+
 def test_check_imagefolder_empty_class(copy_of):
     root = copy_of("imagefolder")
     for f in (root / "val/star").iterdir():
