@@ -3,12 +3,26 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from transfer.cli import run_main
 from transfer.data import FORMATS, make_demo_data
+from transfer.errors import UserError
+
+
+def check_output_folder(out: str) -> None:
+    """Refuse an --out that is a file, or lies under one, before anything is written."""
+    path = Path(out)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "is a file" if folder == path else f"lies under {folder}, which is a file"
+                raise UserError(f"--out {out} {what}; expected a folder (it is created if missing)")
+            return
 
 
 def main() -> None:
+    """Parse the command line and write the datasets."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True, help="folder to write the datasets into")
     parser.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files")
@@ -17,8 +31,12 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--force", action="store_true", help="replace datasets made with other parameters")
     args = parser.parse_args()
+    check_output_folder(args.out)
     start = time.perf_counter()
-    folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force)
+    try:
+        folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force)
+    except OSError as e:  # no space, no permission: the half-written dataset is already removed
+        raise UserError(f"cannot write {e.filename or args.out}: {e.strerror or e}") from None
     for fmt, folder in folders.items():
         print(f"{fmt:12s} {folder}")
     print(f"done in {time.perf_counter() - start:.1f}s", file=sys.stderr)

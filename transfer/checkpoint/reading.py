@@ -104,8 +104,7 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
         raise UserError(f"{path} is a safetensors file, which this tool does not read; "
                         "give the .pth/.pth.tar checkpoint instead")
     if head.startswith(_ZIP_MAGIC):
-        if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} is truncated or corrupt (its zip directory is missing); copy or download it again")
+        verify_archive(path)
         return _torch_load(path, trust_pickle)
     # Not a zip: either torch's legacy format (a pickle stream that starts with its magic number)
     # or a plain pickle (detectron2 .pkl).
@@ -120,6 +119,30 @@ def read_checkpoint(path: str | os.PathLike, trust_pickle: bool = False) -> Any:
     if isinstance(first, int) and first == torch.serialization.MAGIC_NUMBER:
         return _torch_load(path, trust_pickle)
     return first
+
+
+def verify_archive(path: str | os.PathLike) -> None:
+    """Raise UserError unless a zip-format torch checkpoint is whole: its directory, and every entry's CRC-32.
+
+    torch.load checks neither, so a flipped byte inside a tensor would load as a wrong weight.
+    Costs one read of the file (see README, "Checkpoint integrity"). Files of other formats
+    (torch's legacy format, plain pickles) carry no checksums and pass unchecked.
+    """
+    path = Path(path)
+    again = "copy or download it again"
+    with open(path, "rb") as f:
+        if f.read(len(_ZIP_MAGIC)) != _ZIP_MAGIC:
+            return
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path} is truncated or corrupt (its zip directory is missing); {again}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every entry and compares it with its CRC-32
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+        raise UserError(f"{path} is truncated or corrupt ({reason}); {again}") from None
+    if bad is not None:
+        raise UserError(f"{path} is corrupt: entry {bad} does not match its CRC-32 checksum (damaged bytes); {again}")
 
 
 def _refused_global(message: str) -> str | None:
@@ -187,4 +210,4 @@ def describe_object(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
-__all__ = ["read_checkpoint", "read_plain_pickle", "SAFE_GLOBALS", "describe_object"]
+__all__ = ["read_checkpoint", "read_plain_pickle", "SAFE_GLOBALS", "describe_object", "verify_archive"]

@@ -12,6 +12,7 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
 from PIL import Image
 
+from transfer.data.images import check_images
 from transfer.data.problems import Problems
 from transfer.data.scenes import render_street
 
@@ -62,40 +63,51 @@ def write_cityscapes(root: str | Path, seed: int, num_train: int, num_val: int,
 
 
 def check_cityscapes(root: str | Path, splits: tuple[str, ...] = SPLITS, need_train_ids: bool = True,
-                     sample_values: int = 8) -> None:
-    """Raise DatasetError naming every missing or malformed image and label map of a Cityscapes tree.
+                     sample_values: int = 8, decode_images: bool = False) -> None:
+    """Raise DatasetError naming every missing, unreadable or malformed image and label map of a Cityscapes tree.
 
-    Every label map's size is checked against its image (headers only); the pixel
-    values of the first `sample_values` maps of each split are checked too.
+    Every image and label map is read to its header (`decode_images`: every pixel)
+    and each map's size checked against its image; the pixel values of the first
+    `sample_values` maps of each split are checked too.
     """
     root = Path(root)
     problems = Problems("Cityscapes", root)
     valid_ids = {lab.id for lab in CS_LABELS if lab.id >= 0}
+    allowed = {LABEL_SUFFIX: valid_ids, TRAIN_SUFFIX: set(range(19)) | {255}}
+    wanted = (LABEL_SUFFIX, TRAIN_SUFFIX) if need_train_ids else (LABEL_SUFFIX,)
+    pairs: list[tuple[int, Path, Path, str]] = []  # (index in split, image, label map, suffix)
+    images: list[Path] = []
     for split in splits:
         img_root = root / "leftImg8bit" / split
-        images = sorted(img_root.glob(f"*/*{IMG_SUFFIX}"))
-        if not images:
+        found = sorted(img_root.glob(f"*/*{IMG_SUFFIX}"))
+        if not found:
             problems.add(img_root, f"no images: expected {img_root}/<city>/<name>{IMG_SUFFIX}")
             continue
-        for n, img_path in enumerate(images):
+        images += found
+        for n, img_path in enumerate(found):
             stem = img_path.name[: -len(IMG_SUFFIX)]
             gt_dir = root / "gtFine" / split / img_path.parent.name
-            with Image.open(img_path) as im:
-                size = im.size
-            wanted = [(LABEL_SUFFIX, valid_ids)] + ([(TRAIN_SUFFIX, set(range(19)) | {255})] if need_train_ids else [])
-            for suffix, allowed in wanted:
+            for suffix in wanted:
                 gt = gt_dir / f"{stem}{suffix}"
-                if not gt.is_file():
+                if gt.is_file():
+                    pairs.append((n, img_path, gt, suffix))
+                else:
                     hint = " (make it with: python tools/prepare_cityscapes.py DATA_ROOT)" if suffix == TRAIN_SUFFIX else ""
                     problems.add(gt, f"missing label map for {img_path.name}{hint}")
-                    continue
+    sizes = check_images(images + [gt for _, _, gt, _ in pairs], problems, decode=decode_images)
+    for n, img_path, gt, suffix in pairs:
+        if img_path not in sizes or gt not in sizes:
+            continue  # already reported as unreadable
+        (w, h), (lw, lh) = sizes[img_path], sizes[gt]
+        if (lw, lh) != (w, h):
+            problems.add(gt, f"label map is {lw}x{lh}, expected {w}x{h} like {img_path.name}")
+        elif n < sample_values:
+            try:
                 with Image.open(gt) as lab:
-                    if lab.size != size:
-                        problems.add(gt, f"label map is {lab.size[0]}x{lab.size[1]}, "
-                                         f"expected {size[0]}x{size[1]} like {img_path.name}")
-                        continue
-                    if n < sample_values:
-                        bad = set(np.unique(np.asarray(lab)).tolist()) - allowed
-                        if bad:
-                            problems.add(gt, f"values {sorted(bad)[:5]} are not valid {suffix[8:-4]}")
+                    bad = set(np.unique(np.asarray(lab)).tolist()) - allowed[suffix]
+            except Exception as e:  # noqa: BLE001 -- a header that reads but pixels that do not
+                problems.add(gt, f"unreadable label map: {type(e).__name__}: {e}")
+                continue
+            if bad:
+                problems.add(gt, f"values {sorted(bad)[:5]} are not valid {suffix[8:-4]}")
     problems.raise_if_any()

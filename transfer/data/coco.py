@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from transfer.data.images import check_images
 from transfer.data.problems import Problems
 from transfer.data.scenes import SHAPES, render_objects
 
@@ -88,10 +89,15 @@ def write_coco(root: str | Path, seed: int, num_train: int, num_val: int,
     return root
 
 
-def check_coco(root: str | Path, splits: tuple[str, ...] = SPLITS, check_files: bool = True) -> None:
-    """Raise DatasetError naming every missing file and malformed annotation of a COCO dataset."""
+def check_coco(root: str | Path, splits: tuple[str, ...] = SPLITS, check_files: bool = True,
+               decode_images: bool = False) -> None:
+    """Raise DatasetError naming every missing file, unreadable image and malformed annotation of a COCO dataset.
+
+    Every listed image's header is read; `decode_images` decodes every pixel too.
+    """
     root = Path(root)
     problems = Problems("COCO", root)
+    image_files: list[Path] = []
     for split in splits:
         path = annotation_file(root, split)
         if not path.is_file():
@@ -104,36 +110,85 @@ def check_coco(root: str | Path, splits: tuple[str, ...] = SPLITS, check_files: 
             problems.add(path, f"does not parse as JSON ({getattr(e, 'msg', e)}); expected a COCO instances file",
                           line)
             continue
+        if not isinstance(data, dict):
+            problems.add(path, f"the top level is a {type(data).__name__}; expected an object with keys "
+                               "images, annotations, categories", 1)
+            continue
         missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
         if missing:
-            problems.add(path, f"no list under {missing}; expected keys images, annotations, categories")
+            problems.add(path, f"no list under {', '.join(repr(k) for k in missing)}; "
+                               "expected keys images, annotations, categories (each a list)")
             continue
-        cats = {c.get("id") for c in data["categories"]}
-        images = {}
-        for img in data["images"]:
-            if not {"id", "file_name", "width", "height"} <= img.keys():
-                problems.add(path, f"image entry {img.get('id')} lacks id/file_name/width/height")
-                continue
-            images[img["id"]] = img
-            if check_files and not (root / split / img["file_name"]).is_file():
-                problems.add(root / split / img["file_name"], f"missing image (listed in {path.name}, id {img['id']})")
-        for ann in data["annotations"]:
-            where = f"annotation id {ann.get('id')}"
-            img = images.get(ann.get("image_id"))
-            if img is None:
-                problems.add(path, f"{where}: image_id {ann.get('image_id')} is not in images")
-                continue
-            if ann.get("category_id") not in cats:
-                problems.add(path, f"{where}: category_id {ann.get('category_id')} is not in categories")
-            box = ann.get("bbox")
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
-                problems.add(path, f"{where}: bbox {box!r} is not [x, y, width, height]")
-                continue
-            x, y, w, h = box
-            eps = 1.0  # COCO's own boxes overhang the image by up to a pixel
-            if w <= 0 or h <= 0 or x < -eps or y < -eps or x + w > img["width"] + eps or y + h > img["height"] + eps:
-                problems.add(path, f"{where}: bbox {box} lies outside image {img['id']} "
-                                   f"({img['width']}x{img['height']}); expected 0 <= x, x + w <= width, w > 0")
-            if "iscrowd" not in ann or "area" not in ann:
-                problems.add(path, f"{where}: lacks 'iscrowd' or 'area'")
+        image_files += _check_split(root, split, path, data, problems, check_files)
+    if check_files:
+        check_images(image_files, problems, decode=decode_images)
     problems.raise_if_any()
+
+
+def _check_split(root: Path, split: str, path: Path, data: dict, problems: Problems, check_files: bool) -> list[Path]:
+    """Record what is wrong with the entries of one instances json; return the image files it lists."""
+    cats = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
+    for i, cat in enumerate(data["categories"]):
+        if not (isinstance(cat, dict) and "id" in cat and "name" in cat):
+            problems.add(path, f"categories[{i}] is {_short(cat)}; expected an object with id and name")
+    images, files = {}, []
+    for i, img in enumerate(data["images"]):
+        if not (isinstance(img, dict) and {"id", "file_name", "width", "height"} <= img.keys()):
+            problems.add(path, f"images[{i}] (id {img.get('id') if isinstance(img, dict) else None}) lacks "
+                               "id/file_name/width/height; expected an object with all four")
+            continue
+        images[img["id"]] = img
+        file = root / split / img["file_name"]
+        if check_files and not file.is_file():
+            problems.add(file, f"missing image (listed in {path.name}, id {img['id']})")
+        else:
+            files.append(file)
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            problems.add(path, f"annotations[{i}] is {_short(ann)}; expected an object")
+            continue
+        where = f"annotation id {ann.get('id')}"
+        img = images.get(ann.get("image_id"))
+        if img is None:
+            problems.add(path, f"{where}: image_id {ann.get('image_id')} is not in images; "
+                               "expected the id of an entry of images")
+            continue
+        if ann.get("category_id") not in cats:
+            problems.add(path, f"{where}: category_id {ann.get('category_id')} is not in categories; "
+                               "expected the id of an entry of categories")
+        _check_segmentation(ann.get("segmentation"), where, path, problems)
+        box = ann.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            problems.add(path, f"{where}: bbox {box!r} is not [x, y, width, height]")
+            continue
+        x, y, w, h = box
+        eps = 1.0  # COCO's own boxes overhang the image by up to a pixel
+        if w <= 0 or h <= 0 or x < -eps or y < -eps or x + w > img["width"] + eps or y + h > img["height"] + eps:
+            problems.add(path, f"{where}: bbox {box} lies outside image {img['id']} "
+                               f"({img['width']}x{img['height']}); expected 0 <= x, x + w <= width, w > 0")
+        if "iscrowd" not in ann or "area" not in ann:
+            problems.add(path, f"{where}: lacks 'iscrowd' or 'area'")
+    return files
+
+
+def _check_segmentation(seg: object, where: str, path: Path, problems: Problems) -> None:
+    """Record a segmentation that is neither polygons of >= 3 points nor an RLE (absent is allowed: boxes only)."""
+    if seg is None or isinstance(seg, dict):  # no mask, or RLE {size, counts}
+        if isinstance(seg, dict) and not {"size", "counts"} <= seg.keys():
+            problems.add(path, f"{where}: RLE segmentation lacks 'size' or 'counts'")
+        return
+    if not isinstance(seg, list):
+        problems.add(path, f"{where}: segmentation is {_short(seg)}; expected a list of polygons or an RLE")
+        return
+    for k, poly in enumerate(seg):
+        if not (isinstance(poly, list) and all(isinstance(v, (int, float)) for v in poly)):
+            problems.add(path, f"{where}: polygon {k} is {_short(poly)}; expected a flat list [x1, y1, x2, y2, ...]")
+        elif len(poly) < 6 or len(poly) % 2:
+            problems.add(path, f"{where}: polygon {k} has {len(poly)} coordinates; "
+                               "expected an even number, at least 6 (3 points)")
+
+
+def _short(value: object) -> str:
+    """A value for an error message, cut to a readable length."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from transfer.data.cityscapes import write_cityscapes
@@ -11,6 +10,7 @@ from transfer.data.coco import write_coco
 from transfer.data.imagefolder import write_imagefolder
 from transfer.data.voc import write_voc
 from transfer.errors import UserError
+from transfer.fileio import temporary_folder_beside
 
 FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder")
 MANIFEST = "generated.json"  # what made a folder; equal parameters mean it can be reused
@@ -41,7 +41,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
             raise UserError(f"{out} already exists and was not made with these parameters; "
                             "pass --force to replace it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = temporary_folder_beside(out)  # removes those of killed runs; the usual folder mode, not 0700
     try:
         if fmt == "coco":
             write_coco(tmp, seed, num_images, num_val, size)

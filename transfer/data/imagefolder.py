@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from transfer.data.patterns import PATTERNS, render_pattern
+from transfer.data.images import check_images
 from transfer.data.problems import Problems
 from transfer.data.scenes import SHAPES, render_objects
 
@@ -41,11 +42,13 @@ def write_imagefolder(root: str | Path, seed: int, num_train: int, num_val: int,
     return root
 
 
-def check_imagefolder(root: str | Path, splits: tuple[str, ...] = SPLITS) -> None:
-    """Raise DatasetError if a split is missing, a class folder is empty, or val has classes train lacks."""
+def check_imagefolder(root: str | Path, splits: tuple[str, ...] = SPLITS, decode_images: bool = False) -> None:
+    """Raise DatasetError if a split is missing, a class folder is empty, val has classes train lacks, or an image
+    is unreadable (header of every image; `decode_images`: every pixel)."""
     root = Path(root)
     problems = Problems("ImageFolder", root)
     classes: dict[str, set[str]] = {}
+    files: list[Path] = []
     for split in splits:
         folder = root / split
         if not folder.is_dir():
@@ -55,8 +58,12 @@ def check_imagefolder(root: str | Path, splits: tuple[str, ...] = SPLITS) -> Non
         if not classes[split]:
             problems.add(folder, "no class folders: expected one folder per class")
         for name in sorted(classes[split]):
-            if not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in (folder / name).iterdir()):
+            # the files torchvision's ImageFolder takes: by extension, anywhere under the class folder
+            images = sorted(f for f in (folder / name).rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not images:
                 problems.add(folder / name, f"class folder has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...)")
+            files += images
     if "train" in classes and "val" in classes and classes["val"] - classes["train"]:
         problems.add(root / "val", f"classes {sorted(classes['val'] - classes['train'])} are not in train")
+    check_images(files, problems, decode=decode_images)
     problems.raise_if_any()

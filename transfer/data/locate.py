@@ -44,8 +44,13 @@ def find_dataset(fmt: str, data: str | os.PathLike | None = None) -> Path:
                     "`python tools/make_demo_data.py --out DIR`")
 
 
-def check_dataset(fmt: str, root: str | os.PathLike, **kwargs) -> None:
-    """Raise DatasetError listing what is missing or malformed in the `fmt` dataset at `root`."""
+def check_dataset(fmt: str, root: str | os.PathLike, decode_images: bool = False, **kwargs) -> None:
+    """Raise DatasetError listing what is missing, unreadable or malformed in the `fmt` dataset at `root`.
+
+    Every image the run will read is checked to its header (fast: existence, size,
+    header, end marker); `decode_images` (the runners' `--check-images`) decodes
+    every pixel, which takes longer on a large set (see README, "Dataset checks").
+    """
     if fmt not in _CHECKS:
         raise UserError(f"unknown dataset format {fmt!r}; expected one of {', '.join(_CHECKS)}")
-    _CHECKS[fmt](root, **kwargs)
+    _CHECKS[fmt](root, decode_images=decode_images, **kwargs)

@@ -25,7 +25,10 @@ class DatasetError(UserError):
 
     def __init__(self, fmt: str, root: Path, problems: list[Problem], more: int = 0):
         self.fmt, self.root, self.problems = fmt, Path(root), list(problems)
-        lines = [f"{fmt} dataset at {root} has {len(problems) + more} problem(s):"]
+        if len(problems) == 1 and not more:  # one problem, one line
+            super().__init__(f"{fmt} dataset at {root}: {problems[0]}")
+            return
+        lines = [f"{fmt} dataset at {root} has {len(problems) + more} problems:"]
         lines += [f"  {p}" for p in problems]
         if more:
             lines.append(f"  ... and {more} more of the same kinds")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from transfer.data.images import check_images
 from transfer.data.problems import Problems
 from transfer.data.scenes import SHAPES, render_objects
 
@@ -82,10 +83,14 @@ def _line_of(text: str, needle: str) -> int | None:
 
 
 def check_voc(root: str | Path, splits: tuple[tuple[str, str], ...] = SPLITS,
-              classes: tuple[str, ...] = VOC_CLASSES) -> None:
-    """Raise DatasetError naming every missing file and malformed annotation of a VOC tree."""
+              classes: tuple[str, ...] = VOC_CLASSES, decode_images: bool = False) -> None:
+    """Raise DatasetError naming every missing file, unreadable image and malformed annotation of a VOC tree.
+
+    Every listed image's header is read; `decode_images` decodes every pixel too.
+    """
     root = Path(root)
     problems = Problems("VOC", root)
+    image_files: list[Path] = []
     for year, image_set in splits:
         base = root / f"VOC{year}"
         listing = base / "ImageSets" / "Main" / f"{image_set}.txt"
@@ -96,13 +101,17 @@ def check_voc(root: str | Path, splits: tuple[tuple[str, str], ...] = SPLITS,
             image_id = image_id.strip()
             if not image_id:
                 continue
-            if not (base / "JPEGImages" / f"{image_id}.jpg").is_file():
-                problems.add(base / "JPEGImages" / f"{image_id}.jpg", f"missing image (listed at {listing}:{lineno})")
+            image = base / "JPEGImages" / f"{image_id}.jpg"
+            if not image.is_file():
+                problems.add(image, f"missing image (listed at {listing}:{lineno})")
+            else:
+                image_files.append(image)
             xml_path = base / "Annotations" / f"{image_id}.xml"
             if not xml_path.is_file():
                 problems.add(xml_path, f"missing annotation (listed at {listing}:{lineno})")
                 continue
             _check_annotation(xml_path, classes, problems)
+    check_images(image_files, problems, decode=decode_images)
     problems.raise_if_any()
 
 
@@ -118,7 +127,9 @@ def _check_annotation(path: Path, classes: tuple[str, ...], problems: Problems) 
     try:
         width, height = int(tree.findtext("size/width")), int(tree.findtext("size/height"))
     except (TypeError, ValueError):
-        problems.add(path, "no integer <size><width>/<height>; expected the image size", _line_of(text, "<size"))
+        problems.add(path, "no <size> with integer <width> and <height>; expected the image size, "
+                           "e.g. <size><width>500</width><height>375</height><depth>3</depth></size>",
+                     _line_of(text, "<size") or _line_of(text, "<annotation"))
         return
     for obj in tree.iter("object"):
         name = (obj.findtext("name") or "").strip()

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from transfer.checkpoint.reading import verify_archive
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
 
@@ -85,6 +86,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
+    verify_archive(path)  # torch.load does not check the archive's CRCs: a damaged byte would resume silently
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice

@@ -16,24 +16,28 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets import ImageFolder
 
-from transfer.data import check_dataset, find_dataset
+from transfer.data import check_command, check_dataset, find_dataset, read_rgb
 from transfer.errors import UserError
 from transfer.pretrain.views import MoCoV2Views, sample_seed
 
 
-def find_train_images(data: str | os.PathLike | None) -> Path:
-    """The `train` folder of the ImageFolder dataset at (or under) `data`, checked."""
+def find_train_images(data: str | os.PathLike | None, decode_images: bool = False) -> Path:
+    """The `train` folder of the ImageFolder dataset at (or under) `data`, checked (every pixel if `decode_images`)."""
     root = find_dataset("imagefolder", data)
-    check_dataset("imagefolder", root, splits=("train",))
+    check_dataset("imagefolder", root, splits=("train",), decode_images=decode_images)
     return root / "train"
 
 
 class TwoViewImages(Dataset):
-    """ImageFolder images (labels unused): item `(index, epoch)` -> (view1, view2, params1, params2)."""
+    """ImageFolder images (labels unused): item `(index, epoch)` -> (view1, view2, params1, params2).
+
+    An image that fails to decode stops the run with its path (BadImageError), not a traceback.
+    """
 
     def __init__(self, root: str | os.PathLike, views: MoCoV2Views, seed: int):
         self.folder = ImageFolder(str(root))
         self.views, self.seed = views, seed
+        self.hint = check_command("imagefolder", Path(root).parent)
 
     def __len__(self) -> int:
         return len(self.folder)
@@ -41,7 +45,7 @@ class TwoViewImages(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
         index, epoch = key
         path, _ = self.folder.samples[index]
-        image = self.folder.loader(path)  # PIL RGB
+        image = read_rgb(path, self.hint)  # PIL RGB, as ImageFolder's loader
         return self.views(image, sample_seed(self.seed, epoch, index))
 
 
