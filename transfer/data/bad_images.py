@@ -3,7 +3,7 @@
 The dataset check before a run reads every image's header (and with
 `--check-images` decodes every pixel); a file that is damaged in a way only a
 full decode shows gets here. The run stops with one line naming the file; the
-checkpoints written so far stay where they are.
+checkpoints written so far stay where they are (nothing here deletes them).
 """
 from __future__ import annotations
 
@@ -55,9 +55,7 @@ def bad_image(path: str | os.PathLike, error: BaseException, hint: str | None = 
     elif isinstance(error, OSError) and error.strerror:
         reason = error.strerror
     message = f"cannot read image {path} ({type(error).__name__}{': ' + reason if reason else ''})"
-    message += f"; find every unreadable image with: {hint}" if hint else \
-        "; find every unreadable image with tools/check_dataset.py FORMAT DIR --check-images"
-    return BadImageError(message + "; the checkpoints written so far are kept")
+    return BadImageError(message + f"; find every unreadable image with: {hint or check_command('FORMAT', 'DIR')}")
 
 
 def read_rgb(path: str | os.PathLike, hint: str | None = None) -> Image.Image:
