@@ -127,3 +127,27 @@ def test_checkpoint_damaged_inside_a_tensor_is_refused_by_the_converter(tmp_path
     assert error == (f"error: {src} is corrupt: entry {entry.filename} does not match its CRC-32 checksum "
                      "(damaged bytes); copy or download it again")
     assert not dst.exists() and not (dst.parent.exists() and any(dst.parent.iterdir()))
+
+
+def test_a_conversion_removes_what_a_killed_one_left_and_writes_mode_0644(tmp_path):
+    import stat
+    import torchvision
+
+    from transfer.fileio import _HOST
+
+    src = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), src)
+    out = tmp_path / "out"
+    out.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = out / f".r18_tv.pth.{_HOST}.{gone.pid}.k9k9k9k9.tmp.pth"  # what `kill -9` of a conversion leaves
+    left.write_bytes(b"\0" * 4096)
+    old = os.umask(0o022)
+    try:
+        run = run_tool("tools/convert_ckpt.py", str(src), str(out / "r18_tv.pth"), "--to", "torchvision")
+    finally:
+        os.umask(old)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["r18_tv.pth"]
+    assert stat.S_IMODE((out / "r18_tv.pth").stat().st_mode) == 0o644

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from transfer.data import BadImageError, DatasetError, check_dataset, guard_image_folder, read_rgb
+from transfer.data import BadImageError, DatasetError, check_dataset, guard_image_folder, image_loader, read_rgb
 from transfer.data.images import scan_images
 from transfer.errors import UserError
 from transfer.fileio import atomic_path, remove_stale_temporaries, temporary_folder_beside
@@ -181,15 +181,20 @@ def test_dataset_error_with_one_problem_is_one_line(copy_of):
 
 # ---- a bad image met during a run ----
 
+def _zeros(image: Image.Image) -> torch.Tensor:
+    return torch.zeros(1)
+
+
 def test_bad_image_in_a_dataloader_worker_is_one_line_naming_the_file(copy_of):
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
 
     root = copy_of("imagefolder")
     victim = broken_png(sorted((root / "train/ellipse").iterdir())[0])
-    dataset = guard_image_folder(ImageFolder(str(root / "train"), transform=lambda im: torch.zeros(1)),
-                                 hint="python tools/check_dataset.py imagefolder X --check-images")
-    for workers in (0, 1):
+    hint = "python tools/check_dataset.py imagefolder X --check-images"
+    wrapped = guard_image_folder(ImageFolder(str(root / "train"), transform=_zeros), hint=hint)
+    with_loader = ImageFolder(str(root / "train"), transform=_zeros, loader=image_loader(hint))
+    for dataset, workers in ((wrapped, 0), (wrapped, 1), (with_loader, 1)):
         with pytest.raises(BadImageError) as info:
             for _ in DataLoader(dataset, batch_size=4, num_workers=workers):
                 pass

@@ -7,6 +7,7 @@ checkpoints written so far stay where they are (nothing here deletes them).
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,11 @@ def read_rgb(path: str | os.PathLike, hint: str | None = None) -> Image.Image:
         raise bad_image(path, e, hint) from None
 
 
+def image_loader(hint: str | None = None) -> Callable[[str], Image.Image]:
+    """A `loader=` for torchvision's ImageFolder: `read_rgb` with `hint` (picklable, for DataLoader workers)."""
+    return functools.partial(read_rgb, hint=hint)
+
+
 class GuardedDataset:
     """A dataset whose items that fail to load raise BadImageError naming the file (`path_of(index)`).
 
@@ -118,4 +124,4 @@ def guard_mapper(mapper: Callable[[dict], Any], hint: str | None = None) -> Call
 
 
 __all__ = ["BadImageError", "GuardedDataset", "bad_image", "check_command", "guard_image_folder", "guard_mapper",
-           "read_rgb"]
+           "image_loader", "read_rgb"]

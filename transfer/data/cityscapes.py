@@ -92,7 +92,8 @@ def check_cityscapes(root: str | Path, splits: tuple[str, ...] = SPLITS, need_tr
                 if gt.is_file():
                     pairs.append((n, img_path, gt, suffix))
                 else:
-                    hint = " (make it with: python tools/prepare_cityscapes.py DATA_ROOT)" if suffix == TRAIN_SUFFIX else ""
+                    hint = (" (make it with: python tools/prepare_cityscapes.py DATA_ROOT)"
+                            if suffix == TRAIN_SUFFIX else "")
                     problems.add(gt, f"missing label map for {img_path.name}{hint}")
     sizes = check_images(images + [gt for _, _, gt, _ in pairs], problems, decode=decode_images)
     for n, img_path, gt, suffix in pairs:
