@@ -309,3 +309,14 @@ def test_kill_9_during_a_write_leaves_nothing_after_the_next_run(tmp_path):
     with atomic_path(tmp_path / "out.bin") as tmp:
         tmp.write_bytes(b"done")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+
+def test_coco_box_of_zero_height_passes_as_in_real_coco(copy_of):
+    """Real train2017 holds a box of height 0 (annotation 918); mmdet and detectron2 skip it, the check must not stop."""
+    root = copy_of("coco")
+    path = root / "annotations/instances_val2017.json"
+    _edit_json(path, lambda d: d["annotations"][0].update(bbox=[10.0, 20.0, 1.03, 0.0], area=0.0))
+    check_dataset("coco", root)
+    _edit_json(path, lambda d: d["annotations"][0].update(bbox=[10.0, 20.0, 5.0, -2.0]))
+    (problem,) = problems_of("coco", root)
+    assert "bbox [10.0, 20.0, 5.0, -2.0] lies outside image" in problem

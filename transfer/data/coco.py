@@ -163,9 +163,10 @@ def _check_split(root: Path, split: str, path: Path, data: dict, problems: Probl
             continue
         x, y, w, h = box
         eps = 1.0  # COCO's own boxes overhang the image by up to a pixel
-        if w <= 0 or h <= 0 or x < -eps or y < -eps or x + w > img["width"] + eps or y + h > img["height"] + eps:
+        # Zero width or height is allowed: real train2017 has such boxes (annotation 918), which the engines skip.
+        if w < 0 or h < 0 or x < -eps or y < -eps or x + w > img["width"] + eps or y + h > img["height"] + eps:
             problems.add(path, f"{where}: bbox {box} lies outside image {img['id']} "
-                               f"({img['width']}x{img['height']}); expected 0 <= x, x + w <= width, w > 0")
+                               f"({img['width']}x{img['height']}); expected 0 <= x, x + w <= width, w >= 0")
         if "iscrowd" not in ann or "area" not in ann:
             problems.add(path, f"{where}: lacks 'iscrowd' or 'area'")
     return files

@@ -55,6 +55,7 @@ def guard_pipelines(cfg: Any, hint: str | None = None) -> int:
     Nested datasets (RepeatDataset, ConcatDataset) are followed; wrapping twice is a no-op.
     """
     count = 0
+    scope = cfg.get("default_scope")
 
     def visit(node: Any) -> None:
         nonlocal count
@@ -63,7 +64,10 @@ def guard_pipelines(cfg: Any, hint: str | None = None) -> int:
             if isinstance(pipeline, list):
                 for i, step in enumerate(pipeline):
                     if _is_loader(step):
-                        pipeline[i] = dict(type=GUARD, transform=step, hint=hint)
+                        inner = dict(step)
+                        if scope and "." not in str(inner["type"]):  # built by us: name the config's registry
+                            inner.setdefault("_scope_", scope)
+                        pipeline[i] = dict(type=GUARD, transform=inner, hint=hint)
                         count += 1
             for key in ("dataset", "datasets"):
                 if key in node:
