@@ -233,8 +233,24 @@ def test_mmcv_pipeline_names_a_file_opencv_cannot_decode(tmp_path):
     bad.write_bytes(b"\xff\xd8\xff\xe0 garbage")
     with pytest.raises(BadImageError) as info:
         pipeline(dict(img_path=str(bad)))
-    assert str(info.value).startswith(f"cannot read image {bad} (AssertionError: failed to load image")
-    assert "the check" in str(info.value)
+    assert str(info.value) == (f"cannot read image {bad} (AssertionError: failed to load image); "
+                               "find every unreadable image with: the check")
+
+
+def test_detectron2_style_mapper_names_the_file(tmp_path):
+    from transfer.data import guard_mapper
+
+    def mapper(record: dict) -> tuple:  # detectron2's DatasetMapper reads the image with PIL (utils.read_image)
+        with Image.open(record["file_name"]) as im:
+            im.load()
+            return im.size
+    good, bad = tmp_path / "good.png", tmp_path / "bad.png"
+    Image.new("RGB", (5, 4)).save(good)
+    truncate(broken_png(bad), 0.9)
+    guarded = guard_mapper(mapper, hint="the check")
+    assert guarded({"file_name": str(good)}) == (5, 4)
+    with pytest.raises(BadImageError, match=f"^cannot read image {bad} \\(OSError: .*the check$"):
+        guarded({"file_name": str(bad)})
 
 
 # ---- checkpoint integrity ----

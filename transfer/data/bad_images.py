@@ -51,6 +51,7 @@ def bad_image(path: str | os.PathLike, error: BaseException, hint: str | None = 
     if isinstance(error, BadImageError):
         return error
     reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+    reason = reason.replace(f": {path}", "").replace(f"'{path}'", "it").replace(str(path), "it")  # named once
     if isinstance(error, Image.UnidentifiedImageError):
         reason = "not an image"
     elif isinstance(error, OSError) and error.strerror:
