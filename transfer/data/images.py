@@ -116,7 +116,8 @@ def check_images(paths: Sequence[str | os.PathLike], problems: Problems, decode:
                  what: str = "image") -> dict[Path, tuple[int, int]]:
     """Record a problem for every unreadable file of `paths`; return the (width, height) of the readable ones."""
     sizes = {}
-    for info in scan_images(paths, decode, desc=f"checking {problems.fmt} {what}s"):
+    unique = list(dict.fromkeys(Path(p) for p in paths))  # an image listed by two splits is read once
+    for info in scan_images(unique, decode, desc=f"checking {problems.fmt} {what}s"):
         if info.problem is None:
             sizes[info.path] = info.size
         elif info.problem == "missing image":
