@@ -151,3 +151,16 @@ def test_a_conversion_removes_what_a_killed_one_left_and_writes_mode_0644(tmp_pa
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["r18_tv.pth"]
     assert stat.S_IMODE((out / "r18_tv.pth").stat().st_mode) == 0o644
+
+
+def test_check_dataset_lists_every_unreadable_image(copy_of):
+    """More problems than an error message shows (20): the message says how many more, stdout lists them all."""
+    root = copy_of("imagefolder")
+    victims = sorted(root.rglob("*.png"))[:21]
+    for v in victims:
+        v.write_bytes(b"")
+    run = run_tool("tools/check_dataset.py", "imagefolder", str(root))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"error: ImageFolder dataset at {root} has 21 problems:\n")
+    assert len(run.stderr.splitlines()) == 1 + 20 + 1 and "... and 1 more" in run.stderr
+    assert run.stdout.splitlines() == [f"{v}: unreadable image: empty file (0 bytes)" for v in victims]

@@ -9,11 +9,12 @@ import sys
 import time
 
 from transfer.cli import run_main
-from transfer.data import FORMATS, check_dataset, find_dataset
+from transfer.data import FORMATS, DatasetError, check_dataset, find_dataset
+from transfer.data.problems import SHOWN
 
 
 def main() -> None:
-    """Parse the command line, find the dataset and check it; prints `ok` or exits 2 listing the problems."""
+    """Parse the command line, find the dataset and check it; prints `ok`, or every problem and exits 2."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("format", choices=FORMATS)
     parser.add_argument("data", help="the dataset folder, or a root holding it")
@@ -21,7 +22,12 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     root = find_dataset(args.format, args.data)
-    check_dataset(args.format, root, decode_images=args.check_images)
+    try:
+        check_dataset(args.format, root, decode_images=args.check_images)
+    except DatasetError as e:
+        if len(e.problems) > SHOWN:  # the error lists the first few: the full list goes to stdout
+            print("\n".join(str(p) for p in e.problems))
+        raise
     print(f"ok: {args.format} dataset at {root} ({time.perf_counter() - start:.1f}s)", file=sys.stderr)
 
 

@@ -20,25 +20,28 @@ class Problem:
         return f"{where}: {self.message}"
 
 
+SHOWN = 20  # problems an error message lists; DatasetError.problems keeps them all (tools/check_dataset.py prints them)
+
+
 class DatasetError(UserError):
-    """A dataset that is missing or malformed; lists every problem found (up to a limit)."""
+    """A dataset that is missing or malformed; the message lists the first SHOWN problems, `problems` all found."""
 
     def __init__(self, fmt: str, root: Path, problems: list[Problem], more: int = 0):
-        self.fmt, self.root, self.problems = fmt, Path(root), list(problems)
+        self.fmt, self.root, self.problems, self.more = fmt, Path(root), list(problems), more
         if len(problems) == 1 and not more:  # one problem, one line
             super().__init__(f"{fmt} dataset at {root}: {problems[0]}")
             return
         lines = [f"{fmt} dataset at {root} has {len(problems) + more} problems:"]
-        lines += [f"  {p}" for p in problems]
-        if more:
-            lines.append(f"  ... and {more} more of the same kinds")
+        lines += [f"  {p}" for p in problems[:SHOWN]]
+        if len(problems) + more > SHOWN:
+            lines.append(f"  ... and {len(problems) + more - SHOWN} more (tools/check_dataset.py lists them all)")
         super().__init__("\n".join(lines))
 
 
 class Problems:
-    """Collects problems during a check, keeping the first `limit` of them."""
+    """Collects problems during a check, keeping the first `limit` of them (a bound on memory, not on the report)."""
 
-    def __init__(self, fmt: str, root: Path, limit: int = 20):
+    def __init__(self, fmt: str, root: Path, limit: int = 100_000):
         self.fmt, self.root, self.limit = fmt, Path(root), limit
         self.items: list[Problem] = []
         self.more = 0
