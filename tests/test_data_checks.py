@@ -336,3 +336,24 @@ def test_coco_box_of_zero_height_passes_as_in_real_coco(copy_of):
     _edit_json(path, lambda d: d["annotations"][0].update(bbox=[10.0, 20.0, 5.0, -2.0]))
     (problem,) = problems_of("coco", root)
     assert "bbox [10.0, 20.0, 5.0, -2.0] lies outside image" in problem
+
+
+def test_mmseg_label_map_that_does_not_decode_is_named(tmp_path):
+    pytest.importorskip("mmseg")
+    import mmseg.datasets  # noqa: F401 -- registers mmseg's transforms
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+
+    from transfer.data.mm_loading import guard_pipelines
+
+    cfg = Config(dict(default_scope="mmseg", test_dataloader=dict(dataset=dict(
+        pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")]))))
+    assert guard_pipelines(cfg, hint="the check") == 2
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
+    image, label = tmp_path / "x_leftImg8bit.png", broken_png(tmp_path / "x_gtFine_labelTrainIds.png")
+    Image.new("RGB", (48, 48)).save(image)
+    with pytest.raises(BadImageError) as info:
+        pipeline(dict(img_path=str(image), seg_map_path=str(label), reduce_zero_label=False, seg_fields=[]))
+    assert str(info.value).startswith(f"cannot read image {label} (")
