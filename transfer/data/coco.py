@@ -7,6 +7,7 @@ COCO evaluation run exactly as on real COCO.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -143,6 +144,7 @@ def _check_split(root: Path, split: str, path: Path, data: dict, problems: Probl
             problems.add(file, f"missing image (listed in {path.name}, id {img['id']})")
         else:
             files.append(file)
+    degenerate: list[object] = []  # annotation ids with a polygon of fewer than 3 points
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict):
             problems.add(path, f"annotations[{i}] is {_short(ann)}; expected an object")
@@ -156,7 +158,8 @@ def _check_split(root: Path, split: str, path: Path, data: dict, problems: Probl
         if ann.get("category_id") not in cats:
             problems.add(path, f"{where}: category_id {ann.get('category_id')} is not in categories; "
                                "expected the id of an entry of categories")
-        _check_segmentation(ann.get("segmentation"), where, path, problems)
+        if _check_segmentation(ann.get("segmentation"), where, path, problems):
+            degenerate.append(ann.get("id"))
         box = ann.get("bbox")
         if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
             problems.add(path, f"{where}: bbox {box!r} is not [x, y, width, height]")
@@ -169,24 +172,34 @@ def _check_split(root: Path, split: str, path: Path, data: dict, problems: Probl
                                f"({img['width']}x{img['height']}); expected 0 <= x, x + w <= width, w >= 0")
         if "iscrowd" not in ann or "area" not in ann:
             problems.add(path, f"{where}: lacks 'iscrowd' or 'area'")
+    if degenerate:
+        # Real COCO has a few such polygons (detectron2 drops them with a warning, mmdet skips them): not an error.
+        print(f"warning: {path}: {len(degenerate)} polygon(s) with fewer than 3 points (annotation id "
+              f"{', '.join(map(str, degenerate[:5]))}{', ...' if len(degenerate) > 5 else ''}); the engines drop them",
+              file=sys.stderr)
     return files
 
 
-def _check_segmentation(seg: object, where: str, path: Path, problems: Problems) -> None:
-    """Record a segmentation that is neither polygons of >= 3 points nor an RLE (absent is allowed: boxes only)."""
+def _check_segmentation(seg: object, where: str, path: Path, problems: Problems) -> bool:
+    """Record a segmentation that is neither polygons nor an RLE (absent is allowed: boxes only); True when a
+    polygon has fewer than 3 points (well formed, but no area: a warning, not a problem)."""
     if seg is None or isinstance(seg, dict):  # no mask, or RLE {size, counts}
         if isinstance(seg, dict) and not {"size", "counts"} <= seg.keys():
             problems.add(path, f"{where}: RLE segmentation lacks 'size' or 'counts'")
-        return
+        return False
     if not isinstance(seg, list):
         problems.add(path, f"{where}: segmentation is {_short(seg)}; expected a list of polygons or an RLE")
-        return
+        return False
+    degenerate = False
     for k, poly in enumerate(seg):
         if not (isinstance(poly, list) and all(isinstance(v, (int, float)) for v in poly)):
             problems.add(path, f"{where}: polygon {k} is {_short(poly)}; expected a flat list [x1, y1, x2, y2, ...]")
-        elif len(poly) < 6 or len(poly) % 2:
+        elif len(poly) % 2:
             problems.add(path, f"{where}: polygon {k} has {len(poly)} coordinates; "
-                               "expected an even number, at least 6 (3 points)")
+                               "expected an even number (x, y pairs)")
+        elif len(poly) < 6:
+            degenerate = True
+    return degenerate
 
 
 def _short(value: object) -> str:
