@@ -21,7 +21,7 @@ from transfer.cli import add_transfer_flags
 from transfer.errors import UserError
 from transfer.pretrain import load_config
 from transfer.pretrain.checkpoint import save_checkpoint
-from transfer.pretrain.distributed import Processes
+from transfer.distributed import Processes
 from transfer.pretrain.trainer import build_model
 
 REPO = Path(__file__).resolve().parent.parent
