@@ -98,7 +98,7 @@ def test_torchrun_cpu_copies_of_an_mm_task_are_refused(tmp_path):
 
 def test_demo_has_its_own_flags_and_range_checks(tmp_path):
     refuse(["demo", "det_iters=-3"], "det_iters must be an integer >= 1 (got -3)", tmp_path)
-    refuse(["demo", "det_lr=0"], "det_lr must be a number > 0 (got 0)", tmp_path)
+    refuse(["demo", "det_lr=0"], "det_lr must be a number > 0 (got 0.0)", tmp_path)
     refuse(["demo", "det_iters=fast"], "det_iters=fast: expected an integer", tmp_path)
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "run_transfer.py"), "demo", "--help"],
                           capture_output=True, text=True, timeout=120)

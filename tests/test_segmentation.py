@@ -309,7 +309,7 @@ def test_missing_train_ids_point_to_prepare_cityscapes(demo_data: Path, tmp_path
 def test_bad_flags_are_refused_before_training(demo_data: Path, r18_mmlab: Path, tmp_path: Path) -> None:
     """Another backend, a depth that contradicts the weights, or a deep-stem backbone: UserError, nothing trained."""
     common = ["--data", str(demo_data), "--work-dir", str(tmp_path / "w"), *CPU]
-    with pytest.raises(UserError, match="mmseg only"):
+    with pytest.raises(UserError, match="cityscapes runs on mmseg"):
         run(transfer_args(*common, "--backend", "detectron2"))
     with pytest.raises(UserError, match="resnet18"):
         run(transfer_args(*common, "--weights", str(r18_mmlab), "model.backbone.depth=50"))

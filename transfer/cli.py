@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from transfer.errors import UserError
+
+# mmengine imports pkg_resources, whose deprecation warning (setuptools >= 80.9) would precede every message
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API", category=UserWarning)
 
 
 def run_main(main: Callable[[], object]) -> None:

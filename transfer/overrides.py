@@ -112,7 +112,8 @@ def parse_overrides(items: Iterable[str | Override]) -> list[Override]:
 
 def from_values(values: Mapping[str, Any], origin: str = "flag") -> list[Override]:
     """Overrides from already-typed values ({"train.epochs": 3}, e.g. command-line flags); None values are left out."""
-    return [Override(tuple(k.split(".")), v, str(v), f"{k}={v} ({origin})") for k, v in values.items() if v is not None]
+    return [Override(tuple(k.split(".")), v, str(v), f"{k}={v} (from {origin})")
+            for k, v in values.items() if v is not None]
 
 
 def last_value(items: Iterable[str | Override], key: str) -> Any:
@@ -142,12 +143,13 @@ def _type_name(default: Any) -> str:
     return f"a {type(default).__name__}"
 
 
-def coerce(key: str, value: Any, default: Any, raw: str | None = None) -> Any:
-    """`value` checked against (and converted to) the type of `default`; a UserError naming key and value if not."""
-    shown = raw if raw is not None else repr(value)
+def coerce(key: str, value: Any, default: Any, raw: str | None = None, label: str | None = None) -> Any:
+    """`value` checked against (and converted to) the type of `default`; a UserError naming key and value if not
+    (`label` names them instead of `key=raw`, e.g. for a value read from a file)."""
+    shown = label or f"{key}={raw if raw is not None else repr(value)}"
 
     def refuse() -> UserError:
-        return UserError(f"{key}={shown}: expected {_type_name(default)} (the default is {default!r})")
+        return UserError(f"{shown}: expected {_type_name(default)} (the default is {default!r})")
 
     if default is None:
         return value
@@ -229,7 +231,7 @@ def apply_overrides(tree: Any, items: Iterable[str | Override]) -> Any:
         exists, default = _child(node, last, item, len(item.path) - 1)
         if not exists and not (item.add and hasattr(node, "keys")):
             raise _unknown(item, len(item.path) - 1, node)
-        value = coerce(item.key, item.value, default, item.raw) if exists else item.value
+        value = coerce(item.key, item.value, default, item.raw, item.text) if exists else item.value
         if isinstance(node, tuple):
             raise UserError(f"override {item.text!r}: {'.'.join(item.path[:-1])} is a tuple; set it whole")
         node[int(last) if isinstance(node, list) else last] = value

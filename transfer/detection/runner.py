@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"unknown detection task {args.task!r}; expected one of {', '.join(TASKS)}")
     backend = args.backend or "mmdet"
     if backend not in BACKENDS:
-        raise UserError(f"--backend {backend}: {args.task} runs on {' or '.join(BACKENDS)}")
+        raise UserError(f"--backend {backend}: detection runs on {' or '.join(BACKENDS)}")
     if backend == "detectron2":
         from transfer.detection.detectron2_backend import Detectron2Adapter
 

@@ -13,3 +13,4 @@ The pieces, one per file:
 - `launch.relaunch_with_torchrun(gpus)`: re-run this command under torchrun for several GPUs.
 - `compat.trust_checkpoints_in(work_dir)`: torch's weights-only loading, deliberately, for mmengine.
 - `task.MMEngineAdapter`: the mmengine adapter: config edits, devices, schedule, train + test.
+"""
