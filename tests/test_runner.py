@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def refuse(argv: list[str], message: str, tmp_path: Path, env: dict[str, str] | None = None,
-           after_progress: bool = False) -> None:
-    """`tools/run_transfer.py ARGV` exits 2 with exactly one line starting `error: MESSAGE`, and writes nothing."""
+           after_progress: bool = False, tool: str = "run_transfer.py") -> None:
+    """`tools/TOOL ARGV` exits 2 with exactly one line starting `error: MESSAGE`, and writes nothing."""
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "run_transfer.py"), *argv], capture_output=True,
+    proc = subprocess.run([sys.executable, str(REPO / "tools" / tool), *argv], capture_output=True,
                           text=True, timeout=300, cwd=tmp_path, env={**os.environ, **(env or {})})
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if not (after_progress and line.startswith("[transfer] "))]
@@ -71,6 +71,14 @@ def test_a_second_run_on_a_locked_work_dir_is_refused(demo_data, tmp_path):
                f"--work-dir w is in use by another run (pid {os.getpid()}", tmp_path, after_progress=True)
         assert (work / LOCK_FILE).is_file()
     assert not (work / LOCK_FILE).exists()  # released on exit
+
+
+def test_pretraining_takes_the_same_lock(tmp_path):
+    with claim_work_dir(tmp_path / "w"):
+        refuse(["--work-dir", "w", "--data", "nowhere"], "--work-dir w is in use by another run", tmp_path,
+               tool="pretrain.py")
+    (tmp_path / "f").write_text("x")
+    refuse(["--work-dir", "f/sub", "--data", "nowhere"], "--work-dir f/sub: f is a file", tmp_path, tool="pretrain.py")
 
 
 def test_a_stale_lock_is_taken_over_and_an_early_error_removes_what_the_run_created(tmp_path):

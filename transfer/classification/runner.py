@@ -7,7 +7,6 @@ in percent.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from torchvision.datasets import ImageFolder
 from transfer.classification import linear
 from transfer.classification.features import extract_features, load_frozen_backbone
 from transfer.classification.knn import knn_accuracy
-from transfer.classification.transforms import train_transform, val_transform
+from transfer.classification.transforms import eval_resize, train_transform, val_transform
 from transfer.distributed import close_processes, init_processes
 from transfer.engine.config import read_yaml_config
 from transfer.engine.runner import Adapter, Run, run_task, say
@@ -41,11 +40,6 @@ class _FolderWithClasses(ImageFolder):
     def find_classes(self, directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
         present = {d.name for d in os.scandir(directory) if d.is_dir()}
         return sorted(present, key=self._fixed.__getitem__), {c: self._fixed[c] for c in present}
-
-
-def eval_resize(crop: int) -> int:
-    """The resize of the evaluation transform for a crop of `crop` (256 for 224, MoCo's main_lincls)."""
-    return int(math.floor(crop * 256 / 224 + 0.5))
 
 
 def load_linear_config(path: str | os.PathLike | None, overrides: Sequence[str | Override],
