@@ -44,7 +44,7 @@ class _FolderWithClasses(ImageFolder):
 
 def load_linear_config(path: str | os.PathLike | None, overrides: Sequence[str | Override],
                        input_size: int | None) -> dict[str, Any]:
-    """The protocol config (or `path`), with typed key=value overrides and `--input-size S` (crop S, resize S*256/224)."""
+    """The protocol config (or `path`), typed key=value overrides, `--input-size S` (crop S, resize S*256/224)."""
     cfg = apply_overrides(read_yaml_config(path or DEFAULT_CONFIG), overrides)
     if input_size is not None:
         cfg["linear"]["crop_size"] = int(input_size)

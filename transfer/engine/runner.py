@@ -142,7 +142,12 @@ def reuse_finished(work_dir: Path, backend: str, force: bool) -> dict[str, Any] 
     path = work_dir / METRICS_FILE
     if force or not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} cannot be read as a finished run ({e}); pass --force to run again") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is not a metrics record; pass --force to run again")
     if record.get("backend") not in (None, backend):
         raise UserError(f"{path} holds a {record.get('backend')} run, not {backend}; "
                         "pass another --work-dir (or --force to replace it)")

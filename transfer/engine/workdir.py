@@ -45,7 +45,7 @@ def _read_lock(path: Path) -> tuple[int | None, str, str]:
 
 
 def acquire_lock(folder: Path) -> Path:
-    """Create folder/LOCK_FILE with this pid, or refuse when a live run holds it (a dead holder's lock is taken over)."""
+    """Create folder/LOCK_FILE holding this pid, or refuse while a live run holds it (a dead holder's is taken over)."""
     lock = folder / LOCK_FILE
     text = f"{os.getpid()}\n{socket.gethostname()}\n{time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
     for _ in range(2):
