@@ -192,7 +192,7 @@ def _keys(node: Any) -> list[str]:
     return [str(k) for k in node.keys()]
 
 
-def _child(node: Any, part: str, item: Override, depth: int) -> tuple[bool, Any]:
+def _child(node: Any, part: str) -> tuple[bool, Any]:
     """(exists, value) of `part` inside `node` (a mapping, a Config or a list indexed by number)."""
     if isinstance(node, (list, tuple)):
         if part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
@@ -220,7 +220,7 @@ def apply_overrides(tree: Any, items: Iterable[str | Override]) -> Any:
     for item in parse_overrides(items):
         node = tree
         for depth, part in enumerate(item.path[:-1]):
-            exists, child = _child(node, part, item, depth)
+            exists, child = _child(node, part)
             if not exists or not (hasattr(child, "keys") or isinstance(child, (list, tuple))):
                 if exists:
                     raise UserError(f"override {item.text!r}: {'.'.join(item.path[:depth + 1])} is "
@@ -228,7 +228,7 @@ def apply_overrides(tree: Any, items: Iterable[str | Override]) -> Any:
                 raise _unknown(item, depth, node)
             node = child
         last = item.path[-1]
-        exists, default = _child(node, last, item, len(item.path) - 1)
+        exists, default = _child(node, last)
         if not exists and not (item.add and hasattr(node, "keys")):
             raise _unknown(item, len(item.path) - 1, node)
         value = coerce(item.key, item.value, default, item.raw, item.text) if exists else item.value
