@@ -64,11 +64,11 @@ def mmdet_step(task: str, config: str, data: Path, depth: int, input_size: int |
     import transfer.detection.mmdet_precise_bn  # noqa: F401
     import transfer.detection.mmdet_shared_head  # noqa: F401
     from transfer.detection.mmdet_config import set_backbone_depth, set_data_root, set_input_size
-    from transfer.engine.config import load_config
+    from transfer.engine.config import load_mm_config
     from transfer.engine.devices import replace_syncbn
 
     register_all_modules(init_default_scope=True)
-    cfg = load_config(CONFIGS / "mmdet" / config)
+    cfg = load_mm_config(CONFIGS / "mmdet" / config)
     set_data_root(cfg, data / task)
     set_backbone_depth(cfg, depth)
     if input_size:

@@ -26,7 +26,7 @@ from PIL import Image
 
 from transfer.data import make_dataset
 from transfer.data.cityscapes import LABEL_SUFFIX, label_ids_to_train_ids
-from transfer.engine.config import load_config
+from transfer.engine.config import load_mm_config
 from transfer.engine.devices import replace_syncbn
 from transfer.results import write_benchmark
 from transfer.segmentation.config import set_backbone_depth, set_input_size
@@ -105,7 +105,7 @@ def fcn_model(depth: int, crop: int, device: str) -> tuple[torch.nn.Module, obje
     from mmseg.utils import register_all_modules
 
     register_all_modules()
-    cfg = load_config(DEFAULT_CONFIG)
+    cfg = load_mm_config(DEFAULT_CONFIG)
     replace_syncbn(cfg._cfg_dict)
     set_backbone_depth(cfg, depth)
     set_input_size(cfg, crop)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from detection_helpers import REPO, run_detection, write_resnet_checkpoint
 
+from transfer.engine.runner import RECORD_KEYS
 from transfer.errors import UserError
 
 D2_CONFIGS = REPO / "configs" / "detection" / "detectron2"
@@ -55,6 +56,20 @@ def test_protocol_yamls_read_like_the_protocol_table() -> None:
 
 
 @needs_detectron2
+def test_overrides_are_typed_against_the_cfgnode_defaults() -> None:
+    """detectron2 overrides go through transfer.overrides: numbers in any notation, unknown keys and types refused."""
+    from transfer.detection.detectron2_backend import load_protocol_config
+
+    path = D2_CONFIGS / "voc0712_faster_rcnn_R_50_C4_24k.yaml"
+    cfg = load_protocol_config(path, ["SOLVER.BASE_LR=1e-2", "SOLVER.STEPS=[6, 8]", "MODEL.MASK_ON=false"])
+    assert cfg.SOLVER.BASE_LR == 0.01 and cfg.SOLVER.STEPS == (6, 8) and cfg.MODEL.MASK_ON is False
+    with pytest.raises(UserError, match="unknown key 'MODEL.RESNETS.DPETH'"):
+        load_protocol_config(path, ["MODEL.RESNETS.DPETH=50"])
+    with pytest.raises(UserError, match="SOLVER.MAX_ITER=fast: expected an integer"):
+        load_protocol_config(path, ["SOLVER.MAX_ITER=fast"])
+
+
+@needs_detectron2
 @pytest.mark.parametrize("depth", [18, 50])
 def test_extra_norm_res5_head_takes_the_converted_res5(tmp_path: Path, depth: int) -> None:
     """The converted checkpoint's res5.* fills the ROI head's res5 (ResNet-18: basic blocks); only `norm` is new."""
@@ -90,7 +105,9 @@ def test_voc_c4_r18_end_to_end(demo_data: Path, r18_checkpoint: Path, tmp_path: 
                            backend="detectron2")
     assert record["backend"] == "detectron2" and set(record["metrics"]) == {"AP", "AP50", "AP75"}
     assert all(0 <= v <= 100 for v in record["metrics"].values()) and record["iterations"] == 2
-    assert (tmp_path / "voc" / "detectron2" / "model_final.pth").is_file()
+    # one work dir layout for every engine: detectron2's own training log is train_log.json, beside our metrics.json
+    assert (tmp_path / "voc" / "model_final.pth").is_file() and (tmp_path / "voc" / "train_log.json").is_file()
+    assert set(record) == RECORD_KEYS and record["arch"] == "resnet18"
 
 
 @needs_detectron2

@@ -10,8 +10,8 @@ from mmengine.config import Config
 
 from transfer.engine.backbone import backbone_depth
 from transfer.engine.compat import load_local_checkpoint, trust_checkpoints_in
-from transfer.engine.config import load_config, parse_overrides
-from transfer.engine.devices import adapt_to_devices, replace_syncbn, resolve_gpus
+from transfer.engine.config import load_mm_config
+from transfer.engine.devices import adapt_to_devices, replace_syncbn
 from transfer.engine.schedule import shorten_schedule
 from transfer.errors import UserError
 
@@ -31,23 +31,20 @@ def _protocol_cfg() -> Config:
     ))
 
 
-def test_parse_overrides():
-    assert parse_overrides(["a.b=1", "c=[1, 2]", "d=SyncBN", "e=0.5", "f=True"]) == \
-        {"a.b": 1, "c": [1, 2], "d": "SyncBN", "e": 0.5, "f": True}
-    with pytest.raises(UserError, match="not key=value"):
-        parse_overrides(["lr0.1"])
-
-
-def test_load_config_errors(tmp_path):
+def test_load_mm_config_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        load_config(tmp_path / "none.py")
+        load_mm_config(tmp_path / "none.py")
     bad = tmp_path / "bad.py"
     bad.write_text("x = (\n")
     with pytest.raises(UserError, match="could not be loaded"):
-        load_config(bad)
+        load_mm_config(bad)
     good = tmp_path / "good.py"
-    good.write_text("a = dict(b=1, c=2)\n")
-    assert load_config(good, ["a.b=5"]).a == {"b": 5, "c": 2}
+    good.write_text("a = dict(b=1, c=2, lr=0.1)\n")
+    assert load_mm_config(good, ["a.b=5", "a.lr=1e-4"]).a == {"b": 5, "c": 2, "lr": 1e-4}
+    with pytest.raises(UserError, match="unknown key 'a.d'"):
+        load_mm_config(good, ["a.d=1"])
+    with pytest.raises(UserError, match="a.b=x: expected an integer"):
+        load_mm_config(good, ["a.b=x"])
 
 
 def test_syncbn_becomes_bn_everywhere():
@@ -95,12 +92,31 @@ def test_shorten_schedule_scales_milestones_and_intervals():
         shorten_schedule(cfg, 0)
 
 
-def test_resolve_gpus():
-    assert resolve_gpus(0) == 0
+def test_devices_all_visible_by_default_and_never_more(monkeypatch):
+    from transfer.engine.runner import Adapter, resolve_devices
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert resolve_devices(None, Adapter("voc")) == (visible, max(visible, 1))
+    assert resolve_devices(0, Adapter("voc")) == (0, 1)
     with pytest.raises(UserError, match="GPU"):
-        resolve_gpus(torch.cuda.device_count() + 1)
-    with pytest.raises(UserError):
-        resolve_gpus(-1)
+        resolve_devices(visible + 1, Adapter("voc"))
+
+
+def test_torchrun_on_the_cpu_is_one_gloo_job_or_refused(monkeypatch):
+    from transfer.engine.runner import Adapter, resolve_devices
+
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    mm, gloo, own = Adapter("voc"), Adapter("linear"), Adapter("voc")
+    mm.backend, gloo.cpu_distributed, own.own_launcher, own.backend = "mmdet", True, True, "detectron2"
+    assert resolve_devices(0, gloo) == (0, 2)  # one job of two processes
+    with pytest.raises(UserError, match="mmdet cannot train one job over several CPU processes"):
+        resolve_devices(0, mm)
+    with pytest.raises(UserError, match="detectron2 starts its own processes"):
+        resolve_devices(0, own)
 
 
 def test_checkpoint_loading_is_weights_only_outside_trusted_dirs(tmp_path):

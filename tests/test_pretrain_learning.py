@@ -27,7 +27,7 @@ from transfer.classification.transforms import val_transform
 from transfer.data.imagefolder import write_imagefolder
 from transfer.pretrain import load_config, train
 from transfer.pretrain.config import PRETRAIN_CONFIGS
-from transfer.pretrain.distributed import Processes
+from transfer.distributed import Processes
 from transfer.pretrain.logs import LOG_FILE, read_log
 from transfer.pretrain.views import MoCoV2Views, center_crop_size
 

@@ -19,7 +19,7 @@ from PIL import Image
 from transfer.cli import add_transfer_flags
 from transfer.data import DatasetError, make_dataset
 from transfer.data.cityscapes import CLASSES, LABEL_SUFFIX, TRAIN_SUFFIX
-from transfer.engine.config import load_config
+from transfer.engine.config import load_mm_config
 from transfer.engine.devices import replace_syncbn
 from transfer.errors import UserError
 from transfer.segmentation.config import check_backbone_loads, set_backbone_depth, set_input_size, set_pretrained
@@ -76,7 +76,7 @@ def r18_mmlab(r18_checkpoint: Path) -> Path:
 
 def protocol_config():
     """The protocol config as the runner loads it."""
-    return load_config(DEFAULT_CONFIG)
+    return load_mm_config(DEFAULT_CONFIG)
 
 
 def test_protocol_config_matches_denscl() -> None:
@@ -272,7 +272,7 @@ def test_resume_after_interruption(demo_data: Path, tmp_path: Path) -> None:
             *NO_VAL, "model.backbone.depth=18"]
     with one_torch_thread():
         with pytest.raises(KeyboardInterrupt):
-            run(transfer_args(*base, "custom_hooks=[{'type': 'InterruptAtIter', 'at': 3}]"))
+            run(transfer_args(*base, "+custom_hooks=[{'type': 'InterruptAtIter', 'at': 3}]"))
         assert (work / "iter_2.pth").is_file() and not (work / "metrics.json").exists()
         record = run(transfer_args(*base))
     check_metrics(record, iterations=4)
@@ -309,7 +309,7 @@ def test_missing_train_ids_point_to_prepare_cityscapes(demo_data: Path, tmp_path
 def test_bad_flags_are_refused_before_training(demo_data: Path, r18_mmlab: Path, tmp_path: Path) -> None:
     """Another backend, a depth that contradicts the weights, or a deep-stem backbone: UserError, nothing trained."""
     common = ["--data", str(demo_data), "--work-dir", str(tmp_path / "w"), *CPU]
-    with pytest.raises(UserError, match="mmseg only"):
+    with pytest.raises(UserError, match="cityscapes runs on mmseg"):
         run(transfer_args(*common, "--backend", "detectron2"))
     with pytest.raises(UserError, match="resnet18"):
         run(transfer_args(*common, "--weights", str(r18_mmlab), "model.backbone.depth=50"))

@@ -5,6 +5,7 @@
     torchrun --nproc_per_node=8 tools/pretrain.py --method ssa ...   # several GPUs (or nodes)
 """
 import argparse
+from pathlib import Path
 
 from transfer.cli import run_main
 
@@ -29,18 +30,33 @@ def main() -> None:
     parser.add_argument("--seed", type=int, help="seed")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="continue WORK_DIR/checkpoint_last.pth (or CKPT)")
-    parser.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. loss.ssa_weight=0 ssa.rho=1.0")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="typed config overrides, e.g. optim.lr=3e-2 loss.ssa_weight=0 ssa.rho=1.0 (the key must "
+                             "exist in configs/pretrain/base.yaml and the value fit its type)")
     args = parser.parse_intermixed_args()
 
+    from transfer.engine.launch import is_main_process
+    from transfer.engine.workdir import check_output_path, claim_work_dir
+    from transfer.overrides import check_range
     from transfer.pretrain import load_config, train
 
+    for flag, value, low in (("--epochs", args.epochs, 1), ("--batch-size", args.batch_size, 1),
+                             ("--image-size", args.image_size, 32), ("--max-steps", args.max_steps, 1),
+                             ("--save-every", args.save_every, 1), ("--workers", args.workers, 0),
+                             ("--seed", args.seed, 0)):
+        check_range(flag, value, low)
     flags = {"data.root": args.data, "teacher.checkpoint": args.teacher, "model.arch": args.arch,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "data.image_size": args.image_size,
              "train.max_steps": args.max_steps, "train.save_every": args.save_every, "data.workers": args.workers,
              "seed": args.seed}
     method = args.method or (None if args.config else "ssa")
+    work_dir = Path(args.work_dir)
+    check_output_path(work_dir, "--work-dir")
     config = load_config(args.config, args.overrides, method=method, values=flags)
-    train(config, args.work_dir, resume=args.resume)
+    # one writer per work dir (rank 0 holds the lock, released on exit; a dead holder's lock is taken over)
+    with claim_work_dir(work_dir, writer=is_main_process()) as claim:
+        claim.started()
+        train(config, args.work_dir, resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fine-tune and evaluate a pretrained backbone with a published protocol.
-#   tools/run_transfer.sh {linear,voc,coco,cityscapes,demo} [--weights CKPT] [--data DIR]
-#       [--work-dir DIR] [--gpus N] [--max-iters N] [--input-size S] [key=value ...]
+# Fine-tune and evaluate a pretrained backbone with a published protocol, or run the whole demo.
+#   tools/run_transfer.sh {linear,voc,coco,cityscapes} [--weights CKPT] [--data DIR] [--work-dir DIR]
+#       [--gpus N] [--trials N] [--seed N] [--max-iters N] [--input-size S] [--backend NAME]
+#       [--config FILE] [--no-resume] [--force] [key=value ...]
+#   tools/run_transfer.sh demo [--work-dir DIR] [--gpus N] [--seed N] [--force] [key=value ...]
 # `tools/run_transfer.sh TASK --help` lists every flag. Uses the project's .venv
 # (made by `make venv` when missing) unless PYTHON is set.
 set -euo pipefail

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from transfer.cli import run_transfer
-from transfer.engine.config import parse_overrides
 from transfer.errors import UserError
 from transfer.fileio import write_json
+from transfer.overrides import check_range, coerce, parse_overrides
 from transfer.results import machine_info
 
 TASKS = ("linear", "voc", "coco", "cityscapes")
@@ -65,25 +65,34 @@ class DemoPlan:
 
     @classmethod
     def from_overrides(cls, overrides: list[str]) -> DemoPlan:
-        """The default plan with `key=value` overrides applied; unknown keys are an error."""
+        """The default plan with typed `key=value` overrides (`transfer.overrides`); unknown keys, wrong types
+        and sizes out of range are errors."""
         plan, known = cls(), {f.name for f in dataclasses.fields(cls)}
-        for key, value in parse_overrides(overrides).items():
+        for item in parse_overrides(overrides):
+            key, value = item.key, item.value
             if key not in known:
                 raise UserError(f"unknown demo setting {key!r}; the settings are: {', '.join(sorted(known))}")
             if key in ("tasks", "rows"):
-                value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+                value = tuple(item.raw.split(",")) if isinstance(value, str) else tuple(value)
                 allowed = TASKS if key == "tasks" else tuple(row.name for row in ROWS)
                 if not value or set(value) - set(allowed):
-                    raise UserError(f"{key}={','.join(value)}: each must be one of {', '.join(allowed)}")
-            default = getattr(plan, key)
-            if isinstance(default, (int, float)):  # sizes and rates: a word here would fail deep inside a run
-                wanted = int if isinstance(default, int) else (int, float)
-                if isinstance(value, bool) or not isinstance(value, wanted):
-                    raise UserError(f"{key}={value}: expected {'an integer' if wanted is int else 'a number'}")
+                    raise UserError(f"{key}={item.raw}: each must be one of {', '.join(allowed)}")
+            else:
+                value = coerce(key, value, getattr(plan, key), item.raw)
             if key == "index" and (Path(str(value)).name != str(value) or not str(value).endswith(".json")):
                 raise UserError(f"index={value}: a file name ending in .json (it is written in WORK_DIR)")
+            if key in PLAN_MINIMUM:
+                check_range(key, value, PLAN_MINIMUM[key], integer=isinstance(getattr(plan, key), int),
+                            above=key == "det_lr")
             setattr(plan, key, value)
         return plan
+
+
+# The least each size, count and rate of the plan may be (det_lr: more than 0).
+PLAN_MINIMUM = {"seed": 0, "pretrain_images": 1, "val_images": 1, "cls_size": 16, "det_images": 1, "seg_images": 1,
+                "pretrain_epochs": 1, "teacher_epochs": 1, "batch_size": 1, "queue_size": 1, "linear_iters": 1,
+                "det_iters": 1, "det_input": 32, "det_batch": 1, "det_lr": 0, "precise_bn_iters": 1,
+                "seg_iters": 1, "seg_input": 16}
 
 
 @dataclass(frozen=True)
@@ -205,15 +214,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
     from transfer.report import make_benchmarks
 
-    unused = [flag for flag, value in (("--weights", args.weights), ("--data", args.data),
-                                       ("--backend", args.backend), ("--config", args.config),
-                                       ("--max-iters", args.max_iters), ("--input-size", args.input_size))
-              if value is not None]
-    if unused or args.trials != 1:
-        raise UserError(f"the demo makes its own data and weights and sizes its runs itself; drop "
-                        f"{', '.join(unused) or '--trials'} (change its plan with key=value, e.g. det_iters=10)")
     plan = DemoPlan.from_overrides(list(args.overrides))
-    plan.seed = args.seed if args.seed else plan.seed
+    if args.seed is not None:
+        plan.seed = check_range("--seed", args.seed, 0)
     out = Path(args.work_dir or "demo_out")
     out.mkdir(parents=True, exist_ok=True)
     stages = Stages()

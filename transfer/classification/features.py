@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from transfer.pretrain.backbone import build_backbone
-from transfer.pretrain.distributed import Processes
+from transfer.distributed import Processes
 
 
 class PooledBackbone(nn.Module):

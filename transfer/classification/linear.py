@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
-from transfer.pretrain.distributed import Processes
+from transfer.distributed import Processes
 
 STATE_FILE = "linear_last.pth"
 

@@ -1,13 +1,14 @@
 """`tools/run_transfer.sh linear`: linear probe (MoCo protocol) and kNN of a frozen backbone on an ImageFolder.
 
-Writes WORK_DIR/metrics.json with `top1`, `top5` (linear probe on val) and
-`knn_top1` (weighted kNN, k=20, T=0.07, train features as the memory), in percent.
+The torch adapter of the runner skeleton (`transfer.engine.runner`). Reports `top1`, `top5`
+(linear probe on val) and `knn_top1` (weighted kNN, k=20, T=0.07, train features as the memory),
+in percent.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,15 @@ from torchvision.datasets import ImageFolder
 from transfer.classification import linear
 from transfer.classification.features import extract_features, load_frozen_backbone
 from transfer.classification.knn import knn_accuracy
-from transfer.classification.transforms import train_transform, val_transform
-from transfer.data import check_dataset, find_dataset
+from transfer.classification.transforms import eval_resize, train_transform, val_transform
+from transfer.distributed import close_processes, init_processes
+from transfer.engine.config import read_yaml_config
+from transfer.engine.runner import Adapter, Run, run_task, say
 from transfer.errors import UserError
 from transfer.fileio import sha256_file
-from transfer.pretrain.config import REPO, apply_overrides, read_yaml_config
-from transfer.pretrain.distributed import Processes, close_processes, init_processes
-from transfer.pretrain.views import center_crop_size
-from transfer.results import METRICS_FILE, summarize_trials, write_metrics
+from transfer.overrides import Override, apply_overrides
 
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "classification" / "linear_moco.yaml"
 
 
@@ -41,130 +42,128 @@ class _FolderWithClasses(ImageFolder):
         return sorted(present, key=self._fixed.__getitem__), {c: self._fixed[c] for c in present}
 
 
-def load_linear_config(path: str | os.PathLike | None, overrides: list[str], input_size: int | None) -> dict[str, Any]:
-    """The protocol config (or `path`), with key=value overrides and `--input-size S` (crop S, resize S*256/224)."""
+def load_linear_config(path: str | os.PathLike | None, overrides: Sequence[str | Override],
+                       input_size: int | None) -> dict[str, Any]:
+    """The protocol config (or `path`), typed key=value overrides, `--input-size S` (crop S, resize S*256/224)."""
     cfg = apply_overrides(read_yaml_config(path or DEFAULT_CONFIG), overrides)
-    if input_size:
+    if input_size is not None:
         cfg["linear"]["crop_size"] = int(input_size)
-        cfg["linear"]["resize_size"] = center_crop_size(int(input_size))
+        cfg["linear"]["resize_size"] = eval_resize(int(input_size))
     return cfg
 
 
-def _gpus(requested: int | None) -> int:
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if requested is None:
-        return min(visible, 1)  # one GPU by default: the frozen backbone makes the probe cheap; --gpus N for more
-    if requested < 0 or requested > visible:
-        raise UserError(f"--gpus {requested}: {visible} GPU(s) are visible; pass --gpus 0 for the CPU")
-    return requested
+class LinearAdapter(Adapter):
+    """The frozen backbone's features, kNN once, and one linear probe per trial, in torch (gloo/NCCL under torchrun)."""
 
+    backend = "torch"
+    backends = ("torch",)
+    data_format = "imagefolder"
+    weights_format = None  # the backbone is read from any checkpoint format directly
+    cpu_distributed = True
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate `args.weights` by linear probe and kNN on `args.data`; write and return WORK_DIR/metrics.json."""
-    work_dir = Path(args.work_dir or "work_dirs/linear")
-    metrics_path = work_dir / METRICS_FILE
-    if metrics_path.is_file() and not args.force:
-        print(f"{metrics_path} exists: skipping (pass --force to run again)", flush=True)
-        return json.loads(metrics_path.read_text())
-    if getattr(args, "backend", None) not in (None, "torch"):
-        raise UserError(f"--backend {args.backend}: linear evaluation runs on torch only")
-    cfg = load_linear_config(args.config, list(args.overrides or []), args.input_size)
-    root = find_dataset("imagefolder", args.data)
-    check_dataset("imagefolder", root)
-    if args.weights and not Path(args.weights).is_file():
-        raise UserError(f"--weights {args.weights} does not exist")
-    gpus = _gpus(args.gpus)
-    if gpus > 1:
-        from transfer.engine.launch import relaunch_with_torchrun
+    def __init__(self, task: str = "linear"):
+        super().__init__(task)
+        self.state: dict[str, Any] | None = None
+        self.max_iters: int | None = None
 
-        relaunch_with_torchrun(gpus)  # replaces this process unless already under torchrun
-    procs = init_processes(use_gpu=gpus > 0)
-    try:
-        return _run(args, cfg, root, work_dir, procs)
-    finally:
+    def default_config(self) -> Path:
+        """configs/classification/linear_moco.yaml."""
+        return DEFAULT_CONFIG
+
+    def setup(self, run: Run) -> None:
+        """Join torchrun's process group, if any."""
+        self.procs = init_processes(use_gpu=run.gpus > 0)
+
+    def teardown(self) -> None:
+        """Leave the process group."""
         close_processes()
 
+    def check_overrides(self, config_path: Path, overrides: list[Override]) -> None:
+        """The config file loads and takes the overrides."""
+        load_linear_config(config_path, overrides, None)
 
-def _run(args: argparse.Namespace, cfg: dict[str, Any], root: Path, work_dir: Path, procs: Processes) -> dict[str, Any]:
-    """The body of `run` once the processes are set up."""
-    say = (lambda text: print(text, flush=True)) if procs.is_main else (lambda text: None)
-    if procs.is_main:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    lin = cfg["linear"]
-    amp = procs.device.type == "cuda"
-    backbone, info = load_frozen_backbone(args.weights, cfg["model"]["arch"])
-    backbone.to(procs.device)
-    if amp:
-        backbone.to(memory_format=torch.channels_last)
-    crop, resize = lin["crop_size"], lin["resize_size"]
-    train_aug = ImageFolder(str(root / "train"), transform=train_transform(crop))
-    classes = train_aug.class_to_idx
-    train_plain = _FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize))
-    val_set = _FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize))
-    num_classes = len(classes)
-    say(f"linear: {info['arch']} from {args.weights or 'random init'} ({info.get('source')}); "
-        f"{len(train_aug)} train / {len(val_set)} val images, {num_classes} classes, crop {crop} (resize {resize}); "
-        f"{procs.world_size} process(es) on {procs.device.type}"
-        f"{'; precomputed features (fast option, no augmentation)' if lin['precompute_features'] else ''}")
+    def build_config(self, config_path: Path, run: Run) -> dict[str, Any]:
+        """The linear config; on the first trial also the backbone, datasets, features and kNN the trials share."""
+        cfg = load_linear_config(config_path, run.overrides, run.args.input_size)
+        self.max_iters = run.args.max_iters
+        if self.state is None:
+            self.state = self._prepare(cfg, run)
+        run.notes += self.state["notes"]
+        return cfg
 
-    batch_total = int(lin["batch_size"])
-    if batch_total % procs.world_size:
-        raise UserError(f"linear.batch_size {batch_total} does not split over {procs.world_size} processes")
-    batch = batch_total // procs.world_size
-    workers = int(lin["workers"])
-    need_plain = cfg["knn"]["enabled"] or lin["precompute_features"]
-    train_f = train_l = None
-    if need_plain:
-        train_f, train_l = extract_features(backbone, train_plain, procs, batch, workers, amp)
-        val_f, val_l = extract_features(backbone, val_set, procs, batch, workers, amp)
-    knn_top1 = None
-    if cfg["knn"]["enabled"]:
-        knn_top1 = knn_accuracy(train_f, train_l, val_f, val_l, num_classes, cfg["knn"]["k"], cfg["knn"]["temperature"])
-        say(f"kNN (k={cfg['knn']['k']}, T={cfg['knn']['temperature']}): top-1 {knn_top1:.2f}")
+    def _prepare(self, cfg: dict[str, Any], run: Run) -> dict[str, Any]:
+        """Backbone, datasets, features and kNN: what every trial shares."""
+        procs, lin = self.procs, cfg["linear"]
+        amp = procs.device.type == "cuda"
+        backbone, info = load_frozen_backbone(run.weights, cfg["model"]["arch"])
+        backbone.to(procs.device)
+        if amp:
+            backbone.to(memory_format=torch.channels_last)
+        run.arch = info["arch"]
+        crop, resize = lin["crop_size"], lin["resize_size"]
+        root = run.data_root
+        train_aug = ImageFolder(str(root / "train"), transform=train_transform(crop))
+        classes = train_aug.class_to_idx
+        train_plain = _FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize))
+        val_set = _FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize))
+        notes = [f"linear probe of {info['arch']} from {run.args.weights or 'random init'} ({info.get('source')}); "
+                 f"{len(train_aug)} train / {len(val_set)} val images, {len(classes)} classes, crop {crop} "
+                 f"(resize {resize}); "
+                 + ("fast option: precomputed features, no augmentation" if lin["precompute_features"]
+                    else "MoCo main_lincls protocol")]
+        batch_total = int(lin["batch_size"])
+        if batch_total % procs.world_size:
+            raise UserError(f"linear.batch_size {batch_total} does not split over {procs.world_size} processes")
+        batch = batch_total // procs.world_size
+        workers = int(lin["workers"])
+        features = None
+        if cfg["knn"]["enabled"] or lin["precompute_features"]:
+            features = (*extract_features(backbone, train_plain, procs, batch, workers, amp),
+                        *extract_features(backbone, val_set, procs, batch, workers, amp))
+        knn_top1 = None
+        if cfg["knn"]["enabled"]:
+            knn_top1 = knn_accuracy(*features, len(classes), cfg["knn"]["k"], cfg["knn"]["temperature"])
+            say(f"kNN (k={cfg['knn']['k']}, T={cfg['knn']['temperature']}): top-1 {knn_top1:.2f}")
+        return {"backbone": backbone, "info": info, "amp": amp, "train_aug": train_aug, "val_set": val_set,
+                "num_classes": len(classes), "batch": batch, "batch_total": batch_total, "workers": workers,
+                "features": features, "knn_top1": knn_top1, "notes": notes,
+                "iters_per_epoch": -(-len(train_aug) // batch_total),
+                "weights_sha": sha256_file(run.weights) if run.weights else None}
 
-    iters_per_epoch = -(-len(train_aug) // batch_total)
-    weights_sha = sha256_file(args.weights) if args.weights else None
-    trial_metrics = []
-    for trial in range(max(1, args.trials)):
-        seed = args.seed + trial
-        trial_dir = work_dir if args.trials <= 1 else work_dir / f"trial{trial}"
+    def iterations(self, cfg: dict[str, Any]) -> int:
+        """Iterations of the probe's schedule (epochs x iterations per epoch, or --max-iters)."""
+        lin = cfg["linear"]
+        return linear.schedule(lin["epochs"], self.state["iters_per_epoch"], lin["milestones"],
+                               self.max_iters)[0]
+
+    def run_trial(self, cfg: dict[str, Any], run: Run, trial_dir: Path, seed: int, resume: bool) -> dict[str, float]:
+        """Train the linear probe with `seed` (resuming from trial_dir's probe checkpoint) and evaluate it."""
+        st, procs, lin = self.state, self.procs, cfg["linear"]
+        backbone, amp, batch, workers = st["backbone"], st["amp"], st["batch"], st["workers"]
         if procs.is_main:
             trial_dir.mkdir(parents=True, exist_ok=True)
         if lin["precompute_features"]:
+            train_f, train_l, val_f, val_l = st["features"]
             batches = linear._FeatureBatches(train_f, train_l, procs, batch, seed)
 
             def evaluate(fc: torch.nn.Module) -> dict[str, float]:
                 return linear.evaluate_features(fc, val_f, val_l)
         else:
-            batches = linear._ImageBatches(backbone, train_aug, procs, batch, workers, seed, amp)
+            batches = linear._ImageBatches(backbone, st["train_aug"], procs, batch, workers, seed, amp)
 
             def evaluate(fc: torch.nn.Module) -> dict[str, float]:
-                return linear.evaluate_images(backbone, fc, val_set, procs, batch, workers, amp)
-        identity = {"weights_sha256": weights_sha, "arch": info["arch"], "config": cfg, "seed": seed,
-                    "max_iters": args.max_iters, "world_size": procs.world_size}
-        result = linear.train_linear(in_dim=backbone.out_channels, num_classes=num_classes, cfg=cfg, procs=procs,
-                                     work_dir=trial_dir, iters_per_epoch=iters_per_epoch, batches=batches,
-                                     evaluate=evaluate, max_iters=args.max_iters, resume=not args.no_resume,
-                                     seed=seed, identity=identity, say=say)
-        if knn_top1 is not None:
-            result["knn_top1"] = knn_top1
-        say(f"trial {trial} (seed {seed}): top-1 {result['top1']:.2f}, top-5 {result['top5']:.2f}")
-        trial_metrics.append(result)
+                return linear.evaluate_images(backbone, fc, st["val_set"], procs, batch, workers, amp)
+        identity = {"weights_sha256": st["weights_sha"], "arch": st["info"]["arch"], "config": cfg, "seed": seed,
+                    "max_iters": run.args.max_iters, "world_size": procs.world_size}
+        result = linear.train_linear(in_dim=backbone.out_channels, num_classes=st["num_classes"], cfg=cfg, procs=procs,
+                                     work_dir=trial_dir, iters_per_epoch=st["iters_per_epoch"], batches=batches,
+                                     evaluate=evaluate, max_iters=run.args.max_iters, resume=resume, seed=seed,
+                                     identity=identity, say=say)
+        if st["knn_top1"] is not None:
+            result["knn_top1"] = st["knn_top1"]
+        return result
 
-    total_iters, _ = linear.schedule(lin["epochs"], iters_per_epoch, lin["milestones"], args.max_iters)
-    if len(trial_metrics) > 1:
-        summary = summarize_trials(trial_metrics)
-        metrics = {k: v["mean"] for k, v in summary.items()}
-        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
-    else:
-        metrics = dict(trial_metrics[0])
-    extra = {"arch": info["arch"], "weights_source": info.get("source"), "num_classes": num_classes,
-             "num_train": len(train_aug), "num_val": len(val_set), "crop_size": crop, "resize_size": resize,
-             "protocol": "fast: precomputed features, no augmentation" if lin["precompute_features"]
-             else "MoCo main_lincls", "linear_config": cfg, "world_size": procs.world_size}
-    if procs.is_main:
-        write_metrics(work_dir, task="linear", backend="torch", metrics=metrics,
-                      config=str(args.config or DEFAULT_CONFIG), weights=args.weights, iterations=total_iters,
-                      trials=trial_metrics if len(trial_metrics) > 1 else None, extra=extra)
-        say(f"wrote {work_dir / METRICS_FILE}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.items()))
-    return json.loads((work_dir / METRICS_FILE).read_text()) if procs.is_main else {"metrics": metrics}
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate `args.weights` by linear probe and kNN on `args.data`; write and return WORK_DIR/metrics.json."""
+    return run_task(args, LinearAdapter())

@@ -1,6 +1,8 @@
 """The linear-probe image transforms of MoCo's main_lincls.py, at any crop size."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torchvision.transforms.v2 as T
 
@@ -19,3 +21,8 @@ def train_transform(crop: int) -> T.Compose:
 def val_transform(crop: int, resize: int) -> T.Compose:
     """Resize(resize) of the shorter side + CenterCrop(crop): 256 / 224 in the protocol."""
     return T.Compose([T.Resize(resize, antialias=True), T.CenterCrop(crop), *_to_normalized_tensor()])
+
+
+def eval_resize(crop: int) -> int:
+    """The resize of the evaluation transform for a crop of `crop` (256 for 224, MoCo's main_lincls)."""
+    return int(math.floor(crop * 256 / 224 + 0.5))

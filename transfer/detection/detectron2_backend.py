@@ -1,11 +1,12 @@
-"""Detection transfer on detectron2 (`--backend detectron2`): its own DefaultTrainer, launch and evaluators.
+"""Detection transfer on detectron2 (`--backend detectron2`): the adapter of the runner skeleton.
 
-check the dataset -> convert the weights to a detectron2 `.pkl` -> load the
-protocol YAML + KEY=VALUE overrides -> fit it to the devices, depth, schedule and
-input size -> for each trial: register the datasets from --data under the
-protocol's names, train with `DefaultTrainer` (resuming from the trial's last
-checkpoint), evaluate with `PascalVOCDetectionEvaluator` / `COCOEvaluator` ->
-WORK_DIR/metrics.json. detectron2 is imported here only, when this backend runs.
+The skeleton (`transfer.engine.runner`) checks the flags and the dataset and converts the
+weights to a detectron2 `.pkl`; this adapter loads the protocol YAML on detectron2's defaults,
+applies the typed KEY=VALUE overrides (`transfer.overrides`, checked against the CfgNode's
+defaults), fits it to the devices, depth, schedule and input size, and for each trial registers
+the datasets from --data under the protocol's names, trains with `DefaultTrainer` (resuming from
+the trial's last checkpoint) in detectron2's own `launch`, and evaluates with
+`PascalVOCDetectionEvaluator` / `COCOEvaluator`. detectron2 is imported here only, when this backend runs.
 """
 from __future__ import annotations
 
@@ -14,18 +15,17 @@ import json
 import math
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
-from transfer.data import check_dataset, find_dataset
-from transfer.detection.detectron2_config import (override_list, replace_syncbn, set_depth, set_input_size,
-                                                  shorten_schedule)
+from transfer.detection.detectron2_config import replace_syncbn, set_depth, set_input_size, shorten_schedule
+from transfer.engine.runner import Adapter, Run
 from transfer.errors import UserError
 from transfer.fileio import write_json
-from transfer.results import METRICS_FILE, summarize_trials, write_metrics
+from transfer.overrides import Override, apply_overrides, last_value
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "detection" / "detectron2"
+TRAIN_LOG = "train_log.json"  # detectron2's JSONWriter log (its own default name, metrics.json, is our results file)
 DEFAULT_CONFIGS = {
     "voc": CONFIG_DIR / "voc0712_faster_rcnn_R_50_C4_24k.yaml",
     "coco": CONFIG_DIR / "coco_mask_rcnn_R_50_C4_1x.yaml",
@@ -36,13 +36,6 @@ INSTALL_HINT = ("install it from its repository: pip install --no-build-isolatio
                 "'git+https://github.com/facebookresearch/detectron2.git' (see README), or use --backend mmdet")
 _VOC_NAME = re.compile(r"^voc_(\d{4})_(\w+)$")
 _COCO_NAME = re.compile(r"^coco_(\d{4})_(\w+)$")
-
-
-def say(message: str) -> None:
-    """Print a progress line of the runner."""
-    from transfer.engine.task import say as engine_say
-
-    engine_say(message)
 
 
 def require_detectron2() -> None:
@@ -101,6 +94,13 @@ def build_trainer_class(task: str) -> type:
                 return PascalVOCDetectionEvaluator(dataset_name)
             return COCOEvaluator(dataset_name, output_dir=output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
 
+        def build_writers(self) -> list:
+            """detectron2's default writers, its JSON log named TRAIN_LOG instead of metrics.json."""
+            from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+
+            return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, TRAIN_LOG)),
+                    TensorboardXWriter(self.cfg.OUTPUT_DIR)]
+
         def build_hooks(self) -> list:
             """DefaultTrainer's hooks; short runs print progress (loss, ETA) every tenth of the run, not every 20."""
             built = super().build_hooks()
@@ -155,8 +155,12 @@ def summarize(task: str, results: dict[str, dict[str, float]], mask_on: bool = F
     return out
 
 
-def load_protocol_config(path: Path, overrides: list[str]) -> Any:
-    """The protocol YAML (with its _BASE_) on detectron2's defaults, with KEY=VALUE overrides merged."""
+def load_protocol_config(path: Path, overrides: list[str | Override]) -> Any:
+    """The protocol YAML (with its _BASE_) on detectron2's defaults, with typed KEY=VALUE overrides applied.
+
+    The overrides go through `transfer.overrides` (our value syntax; keys and types checked
+    against the CfgNode's defaults), not yacs' own parser.
+    """
     from detectron2.config import get_cfg
 
     import transfer.detection.detectron2_roi_heads  # noqa: F401  (the YAML names Res5ROIHeadsExtraNorm)
@@ -166,35 +170,36 @@ def load_protocol_config(path: Path, overrides: list[str]) -> Any:
     cfg = get_cfg()
     try:
         cfg.merge_from_file(str(path))
-        cfg.merge_from_list(override_list(overrides))
     except (KeyError, ValueError, AssertionError) as e:
-        raise UserError(f"config {path} with overrides {overrides}: {type(e).__name__}: {e}") from e
+        raise UserError(f"config {path}: {type(e).__name__}: {e}") from e
+    apply_overrides(cfg, overrides)
     return cfg
 
 
-def fit_config(cfg: Any, args: argparse.Namespace, gpus: int, weights: Path | None) -> tuple[Any, list[str]]:
+def fit_config(cfg: Any, run: Run) -> Any:
     """Fit the config to the run: weights and depth, devices (SyncBN, device, batch), schedule, input size.
 
-    Returns the (possibly new) config and notes saying how the run differs from the protocol.
+    Returns the (possibly new) config; notes saying how the run differs from the protocol go to `run.notes`.
     """
     from detectron2.engine import DefaultTrainer
 
-    notes = []
-    depth_override = next((o for o in args.overrides if o.startswith("MODEL.RESNETS.DEPTH=")), None)
-    if weights is not None:
+    args, gpus, notes = run.args, run.gpus, run.notes
+    depth_override = last_value(run.overrides, "MODEL.RESNETS.DEPTH")
+    if run.weights is not None:
         from transfer.checkpoint import load_backbone
 
-        arch = load_backbone(weights)[1]["arch"]
+        arch = load_backbone(run.weights)[1]["arch"]
         depth = int(arch.removeprefix("resnet"))
-        if depth_override and int(depth_override.split("=", 1)[1]) != depth:
-            raise UserError(f"{depth_override} was asked for, but {args.weights} holds a {arch}; "
+        if depth_override is not None and int(depth_override) != depth:
+            raise UserError(f"MODEL.RESNETS.DEPTH={depth_override} was asked for, but {args.weights} holds a {arch}; "
                             "drop the override or pass matching weights")
         note = set_depth(cfg, depth)
-        cfg.MODEL.WEIGHTS = str(weights)
+        cfg.MODEL.WEIGHTS = str(run.weights)
     else:
         note = set_depth(cfg, cfg.MODEL.RESNETS.DEPTH)
         cfg.MODEL.WEIGHTS = ""
         notes.append("no --weights: the model starts from random initialisation")
+    run.arch = f"resnet{cfg.MODEL.RESNETS.DEPTH}"
     if note:
         notes.append(note)
     processes = max(gpus, 1)
@@ -220,76 +225,61 @@ def fit_config(cfg: Any, args: argparse.Namespace, gpus: int, weights: Path | No
                             "pass --gpus that divides it or SOLVER.IMS_PER_BATCH=N")
         notes.append(f"{processes} process(es) instead of {PROTOCOL_GPUS}: {total // processes} images each, "
                      f"total batch {total} (SOLVER.IMS_PER_BATCH is the total in detectron2)")
-    if args.max_iters:
+    if args.max_iters is not None:
         note = shorten_schedule(cfg, args.max_iters)
         if note:
             notes.append(note)
-    if args.input_size:
+    if args.input_size is not None:
         notes.append(set_input_size(cfg, args.input_size))
-    return cfg, notes
+    return cfg
 
 
-def run_detectron2(args: argparse.Namespace) -> dict[str, Any]:
-    """Fine-tune and evaluate with detectron2; writes WORK_DIR/metrics.json and returns its record."""
-    require_detectron2()
-    from detectron2.engine import launch
+class Detectron2Adapter(Adapter):
+    """detectron2's DefaultTrainer as the skeleton's engine, in processes of its own `launch`."""
 
-    from transfer.engine.devices import resolve_gpus
+    backend = "detectron2"
+    backends = ("mmdet", "detectron2")
+    weights_format = "detectron2"
+    min_input_size = 32
+    own_launcher = True
 
-    task = args.task
-    work_dir = Path(args.work_dir or f"work_dirs/{task}_detectron2")
-    metrics_path = work_dir / METRICS_FILE
-    if metrics_path.is_file() and not args.force:
-        say(f"{metrics_path} exists: reusing it (pass --force to run again)")
-        return json.loads(metrics_path.read_text())
-    if args.trials < 1:
-        raise UserError(f"--trials must be >= 1 (got {args.trials})")
-    gpus = resolve_gpus(args.gpus)
-    data_root = find_dataset(task, args.data)
-    say(f"checking the {task} dataset at {data_root}")
-    check_dataset(task, data_root)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    weights = None
-    if args.weights:
-        from transfer.checkpoint import ensure_converted
+    def __init__(self, task: str):
+        super().__init__(task)
+        self.data_format = task
 
-        weights = Path(ensure_converted(args.weights, "detectron2", work_dir / "converted"))
-    config_path = Path(args.config) if args.config else DEFAULT_CONFIGS[task]
+    def default_config(self) -> Path:
+        """The task's protocol YAML."""
+        return DEFAULT_CONFIGS[self.task]
 
-    trials, notes, iterations = [], [], None
-    start = time.perf_counter()
-    for trial in range(args.trials):
-        cfg = load_protocol_config(config_path, list(args.overrides))
-        cfg, trial_notes = fit_config(cfg, args, gpus, weights)
-        # detectron2 writes its own training log as OUTPUT_DIR/metrics.json: keep it out of WORK_DIR's top level
-        trial_dir = work_dir / ("detectron2" if args.trials == 1 else f"trial{trial}")
+    def setup(self, run: Run) -> None:
+        """detectron2 must be importable, with its compiled ops."""
+        require_detectron2()
+
+    def check_overrides(self, config_path: Path, overrides: list[Override]) -> None:
+        """detectron2 is importable, and its config file loads and takes the overrides."""
+        require_detectron2()
+        load_protocol_config(config_path, overrides)
+
+    def build_config(self, config_path: Path, run: Run) -> Any:
+        """The protocol YAML with the overrides, fitted to the run."""
+        require_detectron2()
+        return fit_config(load_protocol_config(config_path, run.overrides), run)
+
+    def iterations(self, cfg: Any) -> int:
+        """SOLVER.MAX_ITER."""
+        return int(cfg.SOLVER.MAX_ITER)
+
+    def run_trial(self, cfg: Any, run: Run, trial_dir: Path, seed: int, resume: bool) -> dict[str, float]:
+        """Train and evaluate one trial in detectron2's `launch` (one process per GPU, one on the CPU)."""
+        from detectron2.engine import launch
+
         cfg.OUTPUT_DIR = str(trial_dir)
-        cfg.SEED = args.seed + trial
+        cfg.SEED = seed
         cfg.freeze()
-        iterations = cfg.SOLVER.MAX_ITER
-        if trial == 0:
-            notes = trial_notes
-            for note in notes:
-                say(note)
-        say(f"trial {trial + 1}/{args.trials}: {task} with {config_path.name}, {iterations} iterations, "
-            f"{'CPU' if gpus == 0 else f'{gpus} GPU(s)'}, output {trial_dir}")
         result_path = trial_dir / TRIAL_RESULT
         result_path.unlink(missing_ok=True)
-        launch(train_and_test, max(gpus, 1), dist_url="auto",
-               args=(cfg, task, data_root, not (args.no_resume or args.force), result_path))  # --force: fresh
+        launch(train_and_test, max(run.gpus, 1), dist_url="auto",
+               args=(cfg, self.task, run.data_root, resume, result_path))
         if not result_path.is_file():
             raise RuntimeError(f"detectron2 finished without writing {result_path}")
-        trials.append(summarize(task, json.loads(result_path.read_text()), mask_on=cfg.MODEL.MASK_ON))
-        say(f"trial {trial + 1}/{args.trials} done: " + ", ".join(f"{k} {v:.2f}" for k, v in trials[-1].items()))
-
-    summary = summarize_trials(trials)
-    metrics = {k: v["mean"] for k, v in summary.items()}
-    if args.trials > 1:
-        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
-    path = write_metrics(work_dir, task=task, backend="detectron2", metrics=metrics, config=str(config_path),
-                         weights=args.weights, iterations=iterations, trials=trials if args.trials > 1 else None,
-                         extra={"notes": notes, "gpus": gpus, "seed": args.seed, "overrides": list(args.overrides),
-                                "converted_weights": str(weights) if weights else None,
-                                "wall_time_s": round(time.perf_counter() - start, 1)})
-    say(f"metrics written to {path}")
-    return json.loads(path.read_text())
+        return summarize(self.task, json.loads(result_path.read_text()), mask_on=cfg.MODEL.MASK_ON)

@@ -1,7 +1,7 @@
 """Fit a detectron2 detection protocol config (a yacs CfgNode) to a run: devices, depth, schedule, input size."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
@@ -12,17 +12,6 @@ RES2_CHANNELS = {18: 64, 34: 64, 50: 256, 101: 256, 152: 256}
 # (key, floor) of the per-image region counts sized for ~800x1333 images (see mmdet_config.REGION_COUNTS).
 REGION_COUNTS = (("MODEL.RPN.POST_NMS_TOPK_TRAIN", 128), ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32),
                  ("MODEL.RPN.POST_NMS_TOPK_TEST", 50))
-
-
-def override_list(overrides: Sequence[str]) -> list[str]:
-    """`KEY=VALUE` strings -> detectron2's `[KEY, VALUE, ...]` for `cfg.merge_from_list`."""
-    out = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"config override {item!r} is not KEY=VALUE (detectron2 keys, e.g. SOLVER.BASE_LR=0.01)")
-        out += [key, value]
-    return out
 
 
 def _nodes(node: Any, path: str = "") -> Iterator[tuple[str, Any, str]]:

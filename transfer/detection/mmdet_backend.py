@@ -1,7 +1,6 @@
-"""Detection transfer on mmdet: the task hooks of the shared mmengine runner skeleton (`transfer.engine.task`)."""
+"""Detection transfer on mmdet: the task hooks of the mmengine adapter (`transfer.engine.task`)."""
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,8 @@ from mmengine.config import Config
 from transfer.detection.mmdet_config import (check_weights_load, set_backbone_depth, set_data_root,
                                              set_input_size, set_precise_bn_iters, set_pretrained)
 from transfer.engine.backbone import backbone_depth
-from transfer.engine.task import TaskContext, run_mm_task
+from transfer.engine.runner import Run
+from transfer.engine.task import MMEngineAdapter
 from transfer.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "detection" / "mmdet"
@@ -29,23 +29,24 @@ REPORTED = {
 REQUIRED = {"voc": ("AP", "AP50", "AP75"), "coco": ("bbox_AP", "bbox_AP50", "bbox_AP75")}
 
 
-def prepare(cfg: Config, ctx: TaskContext) -> None:
+def prepare(cfg: Config, ctx: Run) -> None:
     """Point the protocol config at the data and the weights (backbone and res5 head), match the depth, apply
     --input-size and shrink precise BN with --max-iters."""
     set_data_root(cfg, ctx.data_root)
-    depth, state_dict = backbone_depth(ctx.args.overrides, ctx.weights, ctx.args.weights)
+    depth, state_dict = backbone_depth(ctx.overrides, ctx.weights, ctx.args.weights)
     if depth is not None:
         note = set_backbone_depth(cfg, depth)
         if note:
             ctx.notes.append(note)
+    ctx.arch = f"resnet{int(cfg.model.backbone.depth)}"
     set_pretrained(cfg, ctx.weights)
     if state_dict is not None:
         check_weights_load(cfg, state_dict, str(ctx.args.weights))
     else:
         ctx.notes.append("no --weights: backbone and heads start from random initialisation")
-    if ctx.args.input_size:
+    if ctx.args.input_size is not None:
         ctx.notes.append(set_input_size(cfg, ctx.args.input_size))
-    if ctx.args.max_iters:
+    if ctx.args.max_iters is not None:
         note = set_precise_bn_iters(cfg, ctx.args.max_iters)
         if note:
             ctx.notes.append(note)
@@ -67,8 +68,8 @@ def summarizer(task: str) -> Callable[[dict[str, Any]], dict[str, float]]:
     return summarize
 
 
-def run_mmdet(args: argparse.Namespace) -> dict[str, Any]:
-    """Fine-tune and evaluate with mmdet; writes WORK_DIR/metrics.json and returns its record."""
-    task = args.task
-    return run_mm_task(args, task=task, fmt=task, backend="mmdet", default_config=DEFAULT_CONFIGS[task],
-                       prepare=prepare, summarize=summarizer(task))
+def mmdet_adapter(task: str) -> MMEngineAdapter:
+    """The skeleton's adapter for `task` (voc or coco) on mmdet."""
+    return MMEngineAdapter(task, backend="mmdet", backends=("mmdet", "detectron2"), data_format=task,
+                           config=DEFAULT_CONFIGS[task], prepare=prepare, summarize=summarizer(task),
+                           min_input_size=32)

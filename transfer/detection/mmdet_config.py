@@ -176,8 +176,14 @@ def set_input_size(cfg: Config, size: int) -> str:
         raise UserError(f"--input-size must be at least 32 (got {size})")
     factor = size / REFERENCE_SIZE
     train_sides, test_sides = set(), set()
-    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        for node in walk(_root_dict(cfg).get(name)):
+    # Every resize of the whole config, not only the dataloaders' pipelines: the top-level
+    # train_pipeline/test_pipeline are what mmdet's inference API reads from the dumped config.
+    seen = set()
+    for name, section in _root_dict(cfg).items():
+        for node in walk(section):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
             kind = node.get("type")
             if kind == "RandomChoiceResize":
                 scales = list(dict.fromkeys(_scaled(s, factor) for s in node["scales"]))
@@ -185,7 +191,7 @@ def set_input_size(cfg: Config, size: int) -> str:
                 train_sides.update(min(s) for s in scales)
             elif kind == "Resize" and node.get("scale") is not None:
                 node["scale"] = _scaled(node["scale"], factor)
-                (train_sides if name == "train_dataloader" else test_sides).add(min(node["scale"]))
+                (train_sides if name.startswith("train") else test_sides).add(min(node["scale"]))
     train = f"{min(train_sides)}..{max(train_sides)}" if train_sides else "-"
     test = ", ".join(str(s) for s in sorted(test_sides)) or "-"
     note = f"--input-size {size}: image scales x{factor:.3g}, shorter side {train} for training, {test} for testing"

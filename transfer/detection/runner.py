@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from transfer.engine.runner import run_task
 from transfer.errors import UserError
 
 TASKS = ("voc", "coco")
@@ -18,9 +19,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend}: detection runs on {' or '.join(BACKENDS)}")
     if backend == "detectron2":
-        from transfer.detection.detectron2_backend import run_detectron2
+        from transfer.detection.detectron2_backend import Detectron2Adapter
 
-        return run_detectron2(args)
-    from transfer.detection.mmdet_backend import run_mmdet
+        return run_task(args, Detectron2Adapter(args.task))
+    from transfer.detection.mmdet_backend import mmdet_adapter
 
-    return run_mmdet(args)
+    return run_task(args, mmdet_adapter(args.task))

@@ -1,13 +1,16 @@
-"""Shared plumbing for the runners built on mmengine (mmdet detection, mmseg segmentation).
+"""The transfer runner: one skeleton for every task, and the mmengine plumbing of mmdet and mmseg.
 
 The pieces, one per file:
-- `config.load_config(path, overrides)`: an mmengine Config with key=value overrides applied.
-- `devices.resolve_gpus(n)`, `devices.adapt_to_devices(cfg, gpus)`: SyncBN -> BN on one
-  process, keep the protocol's total batch on fewer GPUs (or scale lr and schedule), notes.
+- `runner.run_task(args, adapter)`: the skeleton every task of tools/run_transfer.sh runs (flags,
+  reuse, devices, dataset check, work-dir lock, weights, trials, metrics.json); `runner.Adapter`
+  is what an engine supplies (classification.runner, engine.task, detection.detectron2_backend).
+- `workdir.claim_work_dir(path)`: create and lock a run's folder; an early error removes it again.
+- `config.load_mm_config(path, overrides)`: an mmengine Config with typed key=value overrides
+  (`transfer.overrides`); `config.read_yaml_config(path)` the YAML configs with `_base_`.
+- `devices.adapt_to_devices(cfg, gpus)`: SyncBN -> BN on one process, keep the protocol's total
+  batch on fewer GPUs (or scale lr and schedule), notes.
 - `schedule.shorten_schedule(cfg, max_iters)`: scale an iteration-based schedule down.
 - `launch.relaunch_with_torchrun(gpus)`: re-run this command under torchrun for several GPUs.
 - `compat.trust_checkpoints_in(work_dir)`: torch's weights-only loading, deliberately, for mmengine.
-- `task.run_mm_task(...)`: the whole runner skeleton: dataset check, weights conversion,
-  config, devices, schedule, trials, train + test with mmengine's Runner (resuming), and
-  WORK_DIR/metrics.json.
+- `task.MMEngineAdapter`: the mmengine adapter: config edits, devices, schedule, train + test.
 """

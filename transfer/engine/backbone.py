@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from transfer.checkpoint.resnet import DEPTHS
-from transfer.engine.config import parse_overrides
 from transfer.errors import UserError
+from transfer.overrides import Override, last_value
 
 DEPTH_KEY = "model.backbone.depth"
 
@@ -21,14 +21,14 @@ def depth_of_arch(arch: str) -> int:
     return int(digits)
 
 
-def backbone_depth(overrides: Sequence[str], weights: Path | None,
+def backbone_depth(overrides: Sequence[str | Override], weights: Path | None,
                    origin: str | None) -> tuple[int | None, dict[str, torch.Tensor] | None]:
     """(depth, backbone state dict) for a run: the weights' depth, which a `model.backbone.depth` override must
     match; without weights the override's depth (None: the config's own) and no state dict.
 
     `weights` is the converted checkpoint, `origin` what the user passed (named in errors).
     """
-    override = parse_overrides(overrides).get(DEPTH_KEY)
+    override = last_value(overrides, DEPTH_KEY)
     depth = int(override) if override is not None else None
     if weights is None:
         return depth, None

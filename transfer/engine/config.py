@@ -1,38 +1,36 @@
-"""Load an mmengine config and apply command-line overrides."""
+"""Config files through mmengine's `Config`: the mmengine tasks' Python configs and the YAML configs of
+pretraining and the linear probe (both with `_base_` inheritance), with typed `key=value` overrides."""
 from __future__ import annotations
 
-import ast
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from mmengine.config import Config
 
 from transfer.errors import UserError
+from transfer.overrides import Override, apply_overrides
 
 
-def parse_overrides(overrides: Sequence[str]) -> dict[str, object]:
-    """Turn `key=value` strings into {key: value}; values are Python literals where they parse, else strings."""
-    out: dict[str, object] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"config override {item!r} is not key=value (e.g. optim_wrapper.optimizer.lr=0.01)")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
-
-
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Load the mmengine config at `path` and merge `key=value` overrides into it."""
+def read_config_file(path: str | Path) -> Config:
+    """mmengine's Config of `path` (.py, .yaml, .json), its `_base_` files merged in; a UserError if it cannot be."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config {path} does not exist; pass --config with an existing file")
     try:
-        cfg = Config.fromfile(str(path))
+        return Config.fromfile(str(path))
     except Exception as e:  # mmengine raises many types for a broken config file
-        raise UserError(f"config {path} could not be loaded: {type(e).__name__}: {e}") from e
-    if overrides:
-        cfg.merge_from_dict(parse_overrides(overrides))
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise UserError(f"config {path} could not be loaded: {type(e).__name__}: {first}") from e
+
+
+def load_mm_config(path: str | Path, overrides: Iterable[str | Override] = ()) -> Config:
+    """The mmengine config at `path` with typed `key=value` overrides applied (unknown keys and wrong types refused)."""
+    cfg = read_config_file(path)
+    apply_overrides(cfg, overrides)
     return cfg
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A YAML config (pretraining, linear probe) as plain nested dicts, `_base_` files merged in by mmengine."""
+    return read_config_file(path).to_dict()

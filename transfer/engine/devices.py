@@ -3,23 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from mmengine.config import Config, ConfigDict
 
 from transfer.errors import UserError
-
-
-def resolve_gpus(requested: int | None) -> int:
-    """How many GPUs to use: all visible when None, 0 for the CPU; an error if more than visible."""
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if requested is None:
-        return visible
-    if requested < 0:
-        raise UserError(f"--gpus must be >= 0 (got {requested})")
-    if requested > visible:
-        raise UserError(f"--gpus {requested} asked for, but {visible} GPU(s) are visible; "
-                        "pass --gpus 0 for the CPU or check CUDA_VISIBLE_DEVICES")
-    return requested
 
 
 def replace_syncbn(node: Any) -> int:
@@ -37,15 +23,16 @@ def replace_syncbn(node: Any) -> int:
     return count
 
 
-def adapt_to_devices(cfg: Config, gpus: int, keep_total_batch: bool = True) -> list[str]:
-    """Fit `cfg` (whose `train_dataloader.batch_size` is per GPU for `cfg.protocol_gpus` GPUs) to `gpus`.
+def adapt_to_devices(cfg: Config, gpus: int, keep_total_batch: bool = True, processes: int | None = None) -> list[str]:
+    """Fit `cfg` (whose `train_dataloader.batch_size` is per GPU for `cfg.protocol_gpus` GPUs) to `gpus` per node
+    and `processes` in the job (default: one per GPU, one on the CPU).
 
     The protocol's total batch is kept by putting more images on each GPU
     (`keep_total_batch`, the default); otherwise the per-GPU batch is kept and the
     lr is scaled down and the schedule up linearly. Returns notes that say what changed.
     """
     notes: list[str] = []
-    processes = max(gpus, 1)
+    processes = processes or max(gpus, 1)
     if processes == 1:
         n = replace_syncbn(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg)
         if n:

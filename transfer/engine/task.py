@@ -1,131 +1,75 @@
-"""The runner skeleton that every mmengine-based transfer task shares.
+"""The mmengine adapter of the runner skeleton (`transfer.engine.runner`), shared by mmdet and mmseg.
 
-check the dataset -> convert the weights -> load the protocol config -> fit it to
-the devices and the schedule -> for each trial: train and test with mmengine's
-Runner (resuming from the last checkpoint of the trial's work dir) -> write
-WORK_DIR/metrics.json. A task supplies only what differs: its config edits
-(`prepare`) and how its test metrics are named (`summarize`).
+A trial: the protocol config with the typed overrides -> the task's edits (`prepare`: data,
+weights, depth, input size) -> the overrides again (what the user asked for wins) -> devices and
+schedule -> train and test with mmengine's Runner (resuming from the trial's last checkpoint).
+A task supplies only its config edits (`prepare`) and its metric names (`summarize`).
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmengine.config import Config
 
-from transfer.data import check_dataset, find_dataset
 from transfer.engine.compat import trust_checkpoints_in
-from transfer.engine.config import load_config, parse_overrides
-from transfer.engine.devices import adapt_to_devices, resolve_gpus
-from transfer.engine.launch import is_main_process, relaunch_with_torchrun
+from transfer.engine.config import load_mm_config
+from transfer.engine.devices import adapt_to_devices
+from transfer.engine.runner import Adapter, Run
 from transfer.engine.schedule import shorten_schedule
-from transfer.errors import UserError
-from transfer.results import METRICS_FILE, summarize_trials, write_metrics
+from transfer.overrides import Override, apply_overrides
 
 
-@dataclass
-class TaskContext:
-    """What a task's `prepare` hook gets besides the config."""
+class MMEngineAdapter(Adapter):
+    """mmengine's Runner as the skeleton's engine; `prepare(cfg, run)` and `summarize(test_metrics)` are the task's."""
 
-    args: argparse.Namespace
-    data_root: Path
-    weights: Path | None  # the converted (mmlab) checkpoint, or None for random init
-    work_dir: Path
-    gpus: int
-    notes: list[str] = field(default_factory=list)
+    weights_format = "mmlab"
 
+    def __init__(self, task: str, *, backend: str, backends: tuple[str, ...], data_format: str, config: Path,
+                 prepare: Callable[[Config, Run], None], summarize: Callable[[dict[str, Any]], dict[str, float]],
+                 min_input_size: int = 16):
+        super().__init__(task)
+        self.backend, self.backends, self.data_format = backend, backends, data_format
+        self.config, self.prepare, self.summarize = config, prepare, summarize
+        self.min_input_size = min_input_size
 
-def say(message: str) -> None:
-    """Print a progress line of the runner (rank 0 only)."""
-    if is_main_process():
-        print(f"[transfer] {message}", file=sys.stderr, flush=True)
+    def default_config(self) -> Path:
+        """The task's protocol config."""
+        return self.config
 
+    def setup(self, run: Run) -> None:
+        """Resuming reads back this run's own checkpoints: trust them (and only them) in full."""
+        trust_checkpoints_in(run.work_dir)
 
-def prepare_weights(weights: str | None, work_dir: Path) -> Path | None:
-    """The checkpoint to initialise from in OpenMMLab format, converting (and caching) when needed."""
-    if not weights:
-        return None
-    from transfer.checkpoint import ensure_converted
+    def check_overrides(self, config_path: Path, overrides: list[Override]) -> None:
+        """The config file loads and takes the overrides."""
+        load_mm_config(config_path, overrides)
 
-    return Path(ensure_converted(weights, "mmlab", work_dir / "converted"))
-
-
-def run_mm_task(args: argparse.Namespace, *, task: str, fmt: str, backend: str, default_config: Path,
-                prepare: Callable[[Config, TaskContext], None],
-                summarize: Callable[[dict[str, Any]], dict[str, float]],
-                check_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one transfer task end to end with mmengine and return the metrics.json record.
-
-    `prepare(cfg, ctx)` points the config at the data and weights and applies
-    task-specific flags (e.g. --input-size); `summarize(test_metrics)` maps the
-    engine's metric names to the reported ones (percent).
-    """
-    work_dir = Path(args.work_dir or f"work_dirs/{task}")
-    metrics_path = work_dir / METRICS_FILE
-    if metrics_path.is_file() and not args.force:
-        say(f"{metrics_path} exists: reusing it (pass --force to run again)")
-        return json.loads(metrics_path.read_text())
-    gpus = resolve_gpus(args.gpus)
-    relaunch_with_torchrun(gpus)  # replaces this process when several GPUs are asked for
-    if args.trials < 1:
-        raise UserError(f"--trials must be >= 1 (got {args.trials})")
-
-    data_root = find_dataset(fmt, args.data)
-    say(f"checking the {fmt} dataset at {data_root}")
-    check_dataset(fmt, data_root, **(check_kwargs or {}))
-    work_dir.mkdir(parents=True, exist_ok=True)
-    weights = prepare_weights(args.weights, work_dir)
-    trust_checkpoints_in(work_dir)  # resuming reads back this run's own checkpoints
-
-    config_path = Path(args.config) if args.config else default_config
-    trials, iterations, notes = [], None, []
-    start = time.perf_counter()
-    for trial in range(args.trials):
-        # Overrides go in before `prepare` (so it sees e.g. model.backbone.depth=18) and again
-        # after it, so that what the user asked for wins over the task's own edits.
-        cfg = load_config(config_path, args.overrides)
-        ctx = TaskContext(args, data_root, weights, work_dir, gpus)
-        prepare(cfg, ctx)
-        cfg.merge_from_dict(parse_overrides(args.overrides))
-        ctx.notes += adapt_to_devices(cfg, gpus)
-        if args.max_iters:
-            ctx.notes += shorten_schedule(cfg, args.max_iters)
-        ctx.notes += drop_final_only_validation(cfg)
-        trial_dir = work_dir if args.trials == 1 else work_dir / f"trial{trial}"
-        cfg.work_dir = str(trial_dir)
-        cfg.randomness = dict(seed=args.seed + trial, deterministic=False)
-        cfg.resume = not (args.no_resume or args.force)  # --force means a fresh run
+    def build_config(self, config_path: Path, run: Run) -> Config:
+        """The protocol config, the overrides, the task's edits, the overrides again, devices and schedule."""
+        # Overrides go in before `prepare` (so it sees e.g. model.backbone.depth=18) and again after
+        # it, so that what the user asked for wins over the task's own edits.
+        cfg = load_mm_config(config_path, run.overrides)
+        self.prepare(cfg, run)
+        apply_overrides(cfg, run.overrides)
+        run.notes += adapt_to_devices(cfg, run.gpus, processes=run.world_size)
+        if run.args.max_iters is not None:
+            run.notes += shorten_schedule(cfg, run.args.max_iters)
+        run.notes += drop_final_only_validation(cfg)
         cfg.load_from = None
-        iterations = int(cfg.train_cfg.max_iters)
-        if trial == 0:
-            notes = ctx.notes
-            for note in notes:
-                say(note)
-        say(f"trial {trial + 1}/{args.trials}: {task} with {config_path.name}, {iterations} iterations, "
-            f"{'CPU' if gpus == 0 else f'{gpus} GPU(s)'}, work dir {trial_dir}")
-        trials.append(summarize(train_and_test(cfg)))
-        say(f"trial {trial + 1}/{args.trials} done: " + ", ".join(f"{k} {v:.2f}" for k, v in trials[-1].items()))
+        return cfg
 
-    summary = summarize_trials(trials)
-    metrics = {k: v["mean"] for k, v in summary.items()}
-    if args.trials > 1:
-        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
-    if not is_main_process():
-        return {"metrics": metrics}
-    path = write_metrics(work_dir, task=task, backend=backend, metrics=metrics, config=str(config_path),
-                         weights=args.weights, iterations=iterations,
-                         trials=trials if args.trials > 1 else None,
-                         extra={"notes": notes, "gpus": gpus, "seed": args.seed,
-                                "overrides": list(args.overrides),
-                                "wall_time_s": round(time.perf_counter() - start, 1)})
-    say(f"metrics written to {path}")
-    return json.loads(path.read_text())
+    def iterations(self, cfg: Config) -> int:
+        """train_cfg.max_iters."""
+        return int(cfg.train_cfg.max_iters)
+
+    def run_trial(self, cfg: Config, run: Run, trial_dir: Path, seed: int, resume: bool) -> dict[str, float]:
+        """Train and test with mmengine's Runner in `trial_dir`."""
+        cfg.work_dir = str(trial_dir)
+        cfg.randomness = dict(seed=seed, deterministic=False)
+        cfg.resume = resume
+        return self.summarize(train_and_test(cfg))
 
 
 def drop_final_only_validation(cfg: Config) -> list[str]:

@@ -1,107 +1,66 @@
-"""YAML configs as data: a file inherits `_BASE_` files and overrides a few keys; `key.sub=value` overrides."""
+"""Pretraining configs: `configs/pretrain/<method>.yaml` (each inherits `base.yaml` through mmengine's `_base_`),
+then command-line flags, then typed `key=value` overrides (`transfer.overrides`)."""
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mmengine.config import Config
 
+from transfer.engine.config import read_config_file
 from transfer.errors import UserError
+from transfer.overrides import Override, apply_overrides, from_values, parse_value
 
 REPO = Path(__file__).resolve().parents[2]
 PRETRAIN_CONFIGS = REPO / "configs" / "pretrain"
 
 
-def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of `base` with `update` merged in (nested dicts merge key by key, anything else replaces)."""
-    out = copy.deepcopy(dict(base))
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def read_yaml_config(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML config, resolving `_BASE_` (one path or a list, relative to the file) depth first."""
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
-    if path in _seen:
-        raise UserError(f"config {path} inherits itself through _BASE_ ({' -> '.join(map(str, _seen))})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"config {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"config {path} must hold a mapping of keys, not {type(data).__name__}")
-    bases = data.pop("_BASE_", [])
-    merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else bases:
-        merged = merge(merged, read_yaml_config(path.parent / base, (*_seen, path)))
-    return merge(merged, data)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`a.b=value` -> (["a", "b"], value parsed as YAML: numbers, booleans, null, lists)."""
-    if "=" not in text:
-        raise UserError(f"override {text!r} is not key=value (e.g. loss.ssa_weight=0 or ssa.rho=1.0)")
-    key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
-
-
-def apply_overrides(config: dict[str, Any], overrides: Iterable[str], strict: bool = True,
-                    values: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Apply `values` ({"a.b": value}) then `a.b=value` overrides; with `strict`, an unknown key is an error."""
-    config = copy.deepcopy(config)
-    items = [(key.split("."), value, f"{key}={value}") for key, value in (values or {}).items()]
-    items += [(*parse_override(text), text) for text in overrides]
-    for keys, value, text in items:
-        node = config
-        for i, key in enumerate(keys[:-1]):
-            if not isinstance(node.get(key), dict):
-                if strict:
-                    raise UserError(f"override {text!r}: no section {'.'.join(keys[:i + 1])!r} in the config; "
-                                    f"sections are: {', '.join(k for k, v in node.items() if isinstance(v, dict))}")
-                node[key] = {}
-            node = node[key]
-        if strict and keys[-1] not in node:
-            raise UserError(f"override {text!r}: unknown key {'.'.join(keys)!r}; "
-                            f"known keys here: {', '.join(sorted(node))}")
-        node[keys[-1]] = value
-    return config
-
-
 def load_config(config: str | os.PathLike | None = None, overrides: Iterable[str] = (),
                 method: str | None = None, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A pretraining config: `config` file (default `configs/pretrain/<method>.yaml`), then `values`
-    (dotted key -> Python value, e.g. from command-line flags), then `key=value` overrides."""
+    (dotted key -> Python value, e.g. from command-line flags), then `key=value` overrides.
+
+    Every key the file, a flag or an override sets must be one of base.yaml's, with the type of its
+    default there; a mistake is a UserError before anything runs.
+    """
     if config is None:
         name = method or "ssa"
         config = PRETRAIN_CONFIGS / f"{name}.yaml"
         if not config.is_file():
             known = sorted(p.stem for p in PRETRAIN_CONFIGS.glob("*.yaml") if p.stem != "base")
             raise UserError(f"no config for method {name!r} ({config}); known: {', '.join(known)}")
-    base = read_yaml_config(PRETRAIN_CONFIGS / "base.yaml")
-    cfg = merge(base, read_yaml_config(config))  # a config that does not inherit base.yaml still gets every key
-    unknown = sorted(unknown_keys(cfg, base))
+    base = read_config_file(PRETRAIN_CONFIGS / "base.yaml").to_dict()
+    own = read_config_file(config).to_dict()
+    unknown = sorted(unknown_keys(own, base))
     if unknown:
         raise UserError(f"config {config} has keys the trainer does not know: {', '.join(unknown)} "
                         f"(see {PRETRAIN_CONFIGS / 'base.yaml'} for every key)")
-    cfg = apply_overrides(cfg, overrides, values={k: v for k, v in (values or {}).items() if v is not None})
-    if method is not None and cfg.get("method") != method:
-        raise UserError(f"--method {method} but config {config} is for method {cfg.get('method')!r}; "
+    # the file's values go through the same typed checks as overrides (a config that does not
+    # inherit base.yaml still gets every key)
+    cfg = apply_overrides(Config(base), file_values(own, base, str(config)))
+    apply_overrides(cfg, [*from_values(values or {}), *overrides])
+    out = cfg.to_dict()
+    if method is not None and out.get("method") != method:
+        raise UserError(f"--method {method} but config {config} is for method {out.get('method')!r}; "
                         "drop one of them")
-    cfg["name"] = Path(config).stem
-    return cfg
+    out["name"] = Path(config).stem
+    return out
+
+
+def file_values(config: Mapping[str, Any], reference: Mapping[str, Any], origin: str,
+                prefix: tuple[str, ...] = ()) -> list[Override]:
+    """The leaves of a config file as overrides of `reference` (YAML 1.1 reads `3e-2` as a word: typed here)."""
+    out = []
+    for key, value in config.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and isinstance(reference.get(key), Mapping):
+            out += file_values(value, reference[key], origin, path)
+        else:
+            typed = parse_value(value) if isinstance(value, str) else value
+            out.append(Override(path, typed, str(value), f"{'.'.join(path)}: {value} (in {origin})"))
+    return out
 
 
 def unknown_keys(config: Mapping[str, Any], reference: Mapping[str, Any], prefix: str = "") -> list[str]:

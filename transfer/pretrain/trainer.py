@@ -14,7 +14,7 @@ from transfer.errors import UserError
 from transfer.pretrain import checkpoint as ckpt
 from transfer.pretrain.backbone import build_backbone
 from transfer.pretrain.data import ResumableSampler, TwoViewImages, build_loader, find_train_images
-from transfer.pretrain.distributed import Processes, close_processes, init_processes
+from transfer.distributed import Processes, close_processes, init_processes
 from transfer.pretrain.encoder import Encoder
 from transfer.pretrain.logs import CURVES_FILE, LOG_FILE, TrainLog, plot_loss_curves
 from transfer.pretrain.ssa import LossSettings, PretrainModel

@@ -26,15 +26,6 @@ def set_data_root(cfg: Config, root: Path) -> None:
             loader.dataset.data_root = str(root)
 
 
-def _pipelines(cfg: Config) -> list[list[Any]]:
-    out = []
-    for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
-        loader = cfg.get(name)
-        if loader is not None and "pipeline" in loader.get("dataset", {}):
-            out.append(loader.dataset.pipeline)
-    return out
-
-
 def _scaled(size: Any, factor: float) -> tuple[int, ...]:
     return tuple(max(1, round(s * factor)) for s in size)
 
@@ -53,15 +44,26 @@ def set_input_size(cfg: Config, size: int) -> str:
         raise UserError("--input-size needs the config to define crop_size = (h, w)")
     factor = size / min(crop)
     new_crop = _scaled(crop, factor)
-    for pipeline in _pipelines(cfg):
-        for step in pipeline:
-            if step.get("type") in ("RandomResize", "Resize") and step.get("scale") is not None:
-                step.scale = _scaled(step.scale, factor)
-            if step.get("type") == "RandomCrop":
-                step.crop_size = new_crop
+    # Every resize and crop of the whole config, not only the dataloaders' pipelines: the top-level
+    # train_pipeline/test_pipeline are what mmseg's inference API reads from the dumped config.
+    stack, seen = [cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            if node.get("type") in ("RandomResize", "Resize") and node.get("scale") is not None:
+                node["scale"] = _scaled(node["scale"], factor)
+            if node.get("type") == "RandomCrop":
+                node["crop_size"] = new_crop
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
     cfg.crop_size = new_crop
-    if cfg.model.get("data_preprocessor", {}).get("size") is not None:
-        cfg.model.data_preprocessor.size = new_crop
+    for preprocessor in (cfg.model.get("data_preprocessor"), cfg.get("data_preprocessor")):  # model's and top-level
+        if preprocessor is not None and preprocessor.get("size") is not None:
+            preprocessor.size = new_crop
     test_cfg = cfg.model.get("test_cfg", {})
     if test_cfg.get("mode") == "slide":
         test_cfg.crop_size = _scaled(test_cfg.crop_size, factor)
