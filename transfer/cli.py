@@ -45,6 +45,8 @@ def add_transfer_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from WORK_DIR")
     parser.add_argument("--force", action="store_true",
                         help="run again from scratch even if WORK_DIR already has metrics.json")
+    parser.add_argument("--check-images", action="store_true",
+                        help="decode every image before training (default: existence, size and header only)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="typed config overrides (transfer.overrides: numbers, true/false, null, lists; "
                              "the key must exist and the value fit its type)")

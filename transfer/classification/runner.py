@@ -19,6 +19,7 @@ from transfer.classification import linear
 from transfer.classification.features import extract_features, load_frozen_backbone
 from transfer.classification.knn import knn_accuracy
 from transfer.classification.transforms import eval_resize, train_transform, val_transform
+from transfer.data import check_command, image_loader
 from transfer.distributed import close_processes, init_processes
 from transfer.engine.config import read_yaml_config
 from transfer.engine.runner import Adapter, Run, run_task, say
@@ -33,9 +34,9 @@ DEFAULT_CONFIG = REPO / "configs" / "classification" / "linear_moco.yaml"
 class _FolderWithClasses(ImageFolder):
     """An ImageFolder split that uses the train split's class indices (val may lack some classes)."""
 
-    def __init__(self, root: str, class_to_idx: dict[str, int], transform: Any):
+    def __init__(self, root: str, class_to_idx: dict[str, int], transform: Any, loader: Any):
         self._fixed = class_to_idx
-        super().__init__(root, transform=transform)
+        super().__init__(root, transform=transform, loader=loader)
 
     def find_classes(self, directory: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
         present = {d.name for d in os.scandir(directory) if d.is_dir()}
@@ -102,10 +103,11 @@ class LinearAdapter(Adapter):
         run.arch = info["arch"]
         crop, resize = lin["crop_size"], lin["resize_size"]
         root = run.data_root
-        train_aug = ImageFolder(str(root / "train"), transform=train_transform(crop))
+        load = image_loader(check_command("imagefolder", root))  # a bad image mid-run: one line naming the file
+        train_aug = ImageFolder(str(root / "train"), transform=train_transform(crop), loader=load)
         classes = train_aug.class_to_idx
-        train_plain = _FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize))
-        val_set = _FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize))
+        train_plain = _FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize), load)
+        val_set = _FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize), load)
         notes = [f"linear probe of {info['arch']} from {run.args.weights or 'random init'} ({info.get('source')}); "
                  f"{len(train_aug)} train / {len(val_set)} val images, {len(classes)} classes, crop {crop} "
                  f"(resize {resize}); "

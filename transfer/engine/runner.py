@@ -176,7 +176,7 @@ def run_task(args: argparse.Namespace, adapter: Adapter) -> dict[str, Any]:
         raise UserError(f"--weights {args.weights} does not exist")
     data_root = find_dataset(adapter.data_format, args.data)
     say(f"checking the {adapter.data_format} dataset at {data_root}")
-    check_dataset(adapter.data_format, data_root)
+    check_dataset(adapter.data_format, data_root, decode_images=getattr(args, "check_images", False))
     run = Run(args, task, overrides, data_root, work_dir, gpus, world_size)
 
     with claim_work_dir(work_dir, writer=is_main_process()) as claim:

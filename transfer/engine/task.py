@@ -13,6 +13,8 @@ from typing import Any
 
 from mmengine.config import Config
 
+from transfer.data import check_command
+from transfer.data.mm_loading import guard_pipelines
 from transfer.engine.compat import trust_checkpoints_in
 from transfer.engine.config import load_mm_config
 from transfer.engine.devices import adapt_to_devices
@@ -57,6 +59,8 @@ class MMEngineAdapter(Adapter):
         if run.args.max_iters is not None:
             run.notes += shorten_schedule(cfg, run.args.max_iters)
         run.notes += drop_final_only_validation(cfg)
+        # an image that cannot be decoded mid-run stops it naming the file (last checkpoint kept)
+        guard_pipelines(cfg, hint=check_command(self.data_format, run.data_root))
         cfg.load_from = None
         return cfg
 
