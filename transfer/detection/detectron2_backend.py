@@ -21,6 +21,7 @@ from typing import Any
 from transfer.data import check_dataset, find_dataset
 from transfer.detection.detectron2_config import (override_list, replace_syncbn, set_depth, set_input_size,
                                                   shorten_schedule)
+from transfer.detection.detectron2_resume import make_resumable
 from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.results import METRICS_FILE, summarize_trials, write_metrics
@@ -92,7 +93,22 @@ def build_trainer_class(task: str) -> type:
     from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 
     class Trainer(DefaultTrainer):
-        """detectron2's DefaultTrainer with the task's evaluator."""
+        """detectron2's DefaultTrainer with the task's evaluator, a resumable train loader and its test results."""
+
+        def __init__(self, cfg: Any) -> None:
+            self.test_results = None  # what the EvalHook's evaluation returned, once it ran
+            super().__init__(cfg)
+            make_resumable(self, cfg.DATALOADER.NUM_WORKERS)  # a resumed run continues as the uninterrupted one
+
+        def build_writers(self) -> list:
+            """detectron2's writers, kept for the PeriodicWriter of `build_hooks`."""
+            self.writers = super().build_writers()
+            return self.writers
+
+        def test_and_keep(self) -> Any:
+            """Evaluate (the EvalHook's function) and keep the results."""
+            self.test_results = self.test(self.cfg, self.model)
+            return self.test_results
 
         @classmethod
         def build_evaluator(cls, cfg, dataset_name, output_folder=None) -> Any:
@@ -102,12 +118,15 @@ def build_trainer_class(task: str) -> type:
             return COCOEvaluator(dataset_name, output_dir=output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
 
         def build_hooks(self) -> list:
-            """DefaultTrainer's hooks; short runs print progress (loss, ETA) every tenth of the run, not every 20."""
-            built = super().build_hooks()
+            """DefaultTrainer's hooks; short runs print progress (loss, ETA) every tenth of the run, not every 20,
+            and the EvalHook keeps its results in `test_results`."""
+            built = super().build_hooks()  # (its PeriodicWriter takes its period only in the constructor: rebuilt)
             period = max(1, min(20, self.cfg.SOLVER.MAX_ITER // 10))
-            for hook in built:
+            for i, hook in enumerate(built):
                 if isinstance(hook, hooks.PeriodicWriter):
-                    hook._period = period  # PeriodicWriter takes the period only in its constructor
+                    built[i] = hooks.PeriodicWriter(self.writers, period=period)
+                elif isinstance(hook, hooks.EvalHook):
+                    built[i] = hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.test_and_keep)
             return built
 
     return Trainer
@@ -127,7 +146,7 @@ def train_and_test(cfg: Any, task: str, data_root: Path, resume: bool, result_pa
     trainer.train()
     # The EvalHook evaluates at the end of training and keeps the results (on every rank: {} off rank 0), also
     # for a run that had nothing left to train. Only if it did not run, evaluate here (on every rank).
-    results = getattr(trainer, "_last_eval_results", None)
+    results = trainer.test_results
     if results is None:
         results = trainer.test(cfg, trainer.model)
     if comm.is_main_process():

@@ -30,7 +30,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     if not path.is_file():
         raise UserError(f"config {path} does not exist; pass --config with an existing file")
     try:
-        cfg = Config.fromfile(str(path))
+        # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
+        # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
+        # The unformatted text is the same valid Python, so skip the formatting.
+        cfg = Config.fromfile(str(path), format_python_code=False)
     except Exception as e:  # mmengine raises many types for a broken config file
         raise UserError(f"config {path} could not be loaded: {type(e).__name__}: {e}") from e
     if overrides:

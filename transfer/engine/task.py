@@ -23,7 +23,9 @@ from transfer.data import check_dataset, find_dataset
 from transfer.engine.compat import trust_checkpoints_in
 from transfer.engine.config import load_config, parse_overrides
 from transfer.engine.devices import adapt_to_devices, resolve_gpus
+from transfer.engine.internals import shutdown_loader_workers
 from transfer.engine.launch import is_main_process, relaunch_with_torchrun
+from transfer.engine.rng_state import add_rng_state_hook
 from transfer.engine.schedule import shorten_schedule
 from transfer.errors import UserError
 from transfer.results import METRICS_FILE, summarize_trials, write_metrics
@@ -141,10 +143,7 @@ def train_and_test(cfg: Config) -> dict[str, Any]:
     """Train with mmengine's Runner, resuming from the work dir's last checkpoint, then test; returns test metrics."""
     from mmengine.runner import Runner
 
-    # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
-    # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
-    # The unformatted text is the same valid Python, so skip the formatting.
-    object.__setattr__(cfg, "_format_python_code", False)  # Config.__setattr__ would add a config key
+    add_rng_state_hook(cfg)  # a resumed run continues with the generators' states of its checkpoint
     runner = Runner.from_cfg(cfg)
     try:
         runner.train()
@@ -161,7 +160,5 @@ def stop_loader_workers(runner: Any) -> None:
     """
     for name in ("_train_loop", "_val_loop", "_test_loop"):
         loader = getattr(getattr(runner, name, None), "dataloader", None)
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-            loader._iterator = None
+        if loader is not None:
+            shutdown_loader_workers(loader)
