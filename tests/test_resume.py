@@ -18,7 +18,8 @@ KILLED_RUN = REPO / "tests" / "killed_run.py"
 def run_task(*argv: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
     """`tools/run_transfer.sh argv...` in a child process, SIGKILLed after iteration `kill_at` when given."""
     cmd = [sys.executable, str(KILLED_RUN), *(["--kill-at", str(kill_at)] if kill_at else []), "--", *argv]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 

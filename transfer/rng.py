@@ -30,14 +30,17 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], torch_only: bool = False) -> None:
-    """Restore what `rng_state` saved (with `torch_only`, torch's CPU and CUDA generators only)."""
-    torch.set_rng_state(state["torch"])
+    """Restore what `rng_state` saved (with `torch_only`, torch's CPU and CUDA generators only).
+
+    The states may have been loaded onto a GPU (a checkpoint read with map_location): torch takes them on the CPU.
+    """
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
     if torch_only:
         return
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+    np.random.set_state((n["name"], n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
                          n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
