@@ -78,7 +78,7 @@ def test_mmdet_data_root_reaches_nested_datasets_of_a_config() -> None:
     assert all(d.data_root == "/data/voc/" for d in cfg.train_dataloader.dataset.datasets)
 
 
-def test_loaded_configs_are_never_formatted_with_yapf(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loaded_configs_are_never_formatted_with_yapf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`Config.fromfile(format_python_code=False)` (public) replaces setting `Config._format_python_code`."""
     import mmengine.config.config as mmengine_config
 
@@ -88,8 +88,10 @@ def test_loaded_configs_are_never_formatted_with_yapf(monkeypatch: pytest.Monkey
         raise AssertionError("the config text was formatted with yapf")
 
     monkeypatch.setattr(mmengine_config, "FormatCode", no_yapf)  # fails loudly if mmengine renames it
-    cfg = load_config(REPO / "configs" / "segmentation" / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py",
-                      ["train_dataloader.batch_size=1"])
+    path = tmp_path / "protocol.py"
+    path.write_text("model = dict(type='Net', norm_cfg=dict(type='SyncBN'))\n"
+                    "train_dataloader = dict(batch_size=2, dataset=dict(type='Set', pipeline=[dict(type='Load')]))\n")
+    cfg = load_config(path, ["train_dataloader.batch_size=1"])
     assert "batch_size=1" in cfg.pretty_text.replace(" ", "")
     assert copy.deepcopy(cfg).pretty_text == cfg.pretty_text  # mmengine's Runner works on a deep copy
 

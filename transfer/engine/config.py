@@ -30,12 +30,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     if not path.is_file():
         raise UserError(f"config {path} does not exist; pass --config with an existing file")
     try:
-        # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
-        # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
-        # The unformatted text is the same valid Python, so skip the formatting.
-        cfg = Config.fromfile(str(path), format_python_code=False)
+        cfg = Config.fromfile(str(path))
     except Exception as e:  # mmengine raises many types for a broken config file
         raise UserError(f"config {path} could not be loaded: {type(e).__name__}: {e}") from e
+    # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
+    # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
+    # The unformatted text is the same valid Python, so skip the formatting. (`Config.fromfile` takes
+    # `format_python_code` too, but mmengine 0.10.7 drops it for .py files: the constructor keeps it.)
+    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename, env_variables=cfg.env_variables,
+                 format_python_code=False)
     if overrides:
         cfg.merge_from_dict(parse_overrides(overrides))
     return cfg
