@@ -1,4 +1,11 @@
-"""Reading a checkpoint file safely: no pickled code is ever run without the user's say-so."""
+"""Reading a checkpoint file safely: no pickled code is ever run without the user's say-so.
+
+The project's one trust policy for checkpoints, used by every reader (the converter,
+the runners, mmengine's loader through `transfer.engine.compat`): a file we did not
+write is unpickled weights-only with the allow-list below; a file is unpickled in
+full only when the user vouches for it (--trust-pickle) or when it is the run's own
+checkpoint in its own work dir (`transfer.engine.compat.trust_checkpoints_in`).
+"""
 from __future__ import annotations
 
 import argparse

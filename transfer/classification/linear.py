@@ -19,11 +19,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
 from transfer.distributed import Processes
+from transfer.pretrain.views import sample_seed
+from transfer.rng import rng_state, set_rng_state
 
 STATE_FILE = "linear_last.pth"
 
@@ -64,23 +66,55 @@ def _sum_over_processes(values: list[float], device: torch.device) -> list[float
     return t.tolist()
 
 
+class _SeededSamples(Dataset):
+    """Item `(epoch, index)` -> `dataset[index]` with its augmentation drawn from a generator seeded by
+    (seed, epoch, index): the same in any worker, with or without persistent workers, and after a resume."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        with torch.random.fork_rng(devices=[]):  # the caller's generator (workers=0: this process's) is left as it was
+            torch.manual_seed(sample_seed(self.seed, epoch, index))
+            return self.dataset[index]
+
+
+class _EpochKeys(Sampler):
+    """The order of a DistributedSampler as `(epoch, index)` keys (the sampler runs in the main process)."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.sampler.epoch, index) for index in self.sampler)
+
+
 class _ImageBatches:
-    """Each epoch: this process's share of a shuffle of the train images, augmented, through the frozen backbone."""
+    """Each epoch: this process's share of a shuffle of the train images, augmented, through the frozen backbone.
+
+    What an iteration sees depends only on (seed, epoch, batch): the order of an epoch on
+    (seed, epoch), each image's augmentation on (seed, epoch, index). A resumed run
+    therefore sees the batches the uninterrupted run saw, with any number of workers.
+    """
 
     def __init__(self, backbone: nn.Module, dataset: Dataset, procs: Processes, batch: int, workers: int, seed: int,
                  amp: bool):
         self.backbone, self.procs, self.amp = backbone, procs, amp
         self.sampler = DistributedSampler(dataset, num_replicas=procs.world_size, rank=procs.rank, shuffle=True,
                                           seed=seed)
-        self.generator = torch.Generator()
-        self.loader = DataLoader(dataset, batch_size=batch, sampler=self.sampler, num_workers=workers,
-                                 pin_memory=procs.device.type == "cuda", persistent_workers=workers > 0,
-                                 generator=self.generator)
-        self.seed = seed
+        self.loader = DataLoader(_SeededSamples(dataset, seed), batch_size=batch, sampler=_EpochKeys(self.sampler),
+                                 num_workers=workers, pin_memory=procs.device.type == "cuda",
+                                 persistent_workers=workers > 0)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.set_epoch(epoch)
-        self.generator.manual_seed(self.seed * 1_000_003 + epoch)  # the augmentations of an epoch, reproducibly
         for images, labels in self.loader:
             with torch.no_grad(), torch.autocast(self.procs.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 features = self.backbone(images.to(self.procs.device, non_blocking=True))
@@ -126,6 +160,8 @@ def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: P
             fc.load_state_dict(state["fc"])
             optimizer.load_state_dict(state["optimizer"])
             iteration = int(state["iteration"])
+            if "rng" in state:
+                set_rng_state(state["rng"])  # the generators as the uninterrupted run had them here
             say(f"resumed the linear probe from {state_path} at iteration {iteration}/{total}")
         else:
             say(f"{state_path} belongs to another run (other weights or settings): starting over")
@@ -137,7 +173,7 @@ def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: P
         if procs.is_main:
             with atomic_path(state_path) as tmp:
                 torch.save({"fc": fc.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                            "identity": identity}, tmp)
+                            "identity": identity, "rng": rng_state()}, tmp)
 
     eval_every = int(lin.get("eval_every") or 0)
     start_time, start_iter = time.perf_counter(), iteration

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from transfer.detection.detectron2_config import replace_syncbn, set_depth, set_input_size, shorten_schedule
+from transfer.data import check_command, guard_mapper
+from transfer.detection.detectron2_resume import make_resumable
 from transfer.engine.runner import Adapter, Run
 from transfer.errors import UserError
 from transfer.fileio import write_json
@@ -79,13 +81,24 @@ def register_datasets(cfg: Any, task: str, data_root: Path) -> list[str]:
     return names
 
 
-def build_trainer_class(task: str) -> type:
-    """A DefaultTrainer whose evaluator is the protocol's and whose log period suits short runs."""
+def build_trainer_class(task: str, hint: str | None = None) -> type:
+    """A DefaultTrainer whose evaluator is the protocol's and whose log period suits short runs; `hint` is the
+    command that finds every unreadable image (said when one is met)."""
     from detectron2.engine import DefaultTrainer, hooks
     from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 
     class Trainer(DefaultTrainer):
-        """detectron2's DefaultTrainer with the task's evaluator."""
+        """detectron2's DefaultTrainer with the task's evaluator, a resumable train loader and its test results."""
+
+        def __init__(self, cfg: Any) -> None:
+            self.test_results = None  # what the EvalHook's evaluation returned, once it ran
+            super().__init__(cfg)
+            make_resumable(self, cfg.DATALOADER.NUM_WORKERS)  # a resumed run continues as the uninterrupted one
+
+        def test_and_keep(self) -> Any:
+            """Evaluate (the EvalHook's function) and keep the results."""
+            self.test_results = self.test(self.cfg, self.model)
+            return self.test_results
 
         @classmethod
         def build_evaluator(cls, cfg, dataset_name, output_folder=None) -> Any:
@@ -95,19 +108,39 @@ def build_trainer_class(task: str) -> type:
             return COCOEvaluator(dataset_name, output_dir=output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
 
         def build_writers(self) -> list:
-            """detectron2's default writers, its JSON log named TRAIN_LOG instead of metrics.json."""
+            """detectron2's default writers, its JSON log named TRAIN_LOG instead of metrics.json; kept for the
+            PeriodicWriter of `build_hooks`."""
             from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
-            return [CommonMetricPrinter(self.max_iter), JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, TRAIN_LOG)),
-                    TensorboardXWriter(self.cfg.OUTPUT_DIR)]
+            self.writers = [CommonMetricPrinter(self.max_iter),
+                            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, TRAIN_LOG)),
+                            TensorboardXWriter(self.cfg.OUTPUT_DIR)]
+            return self.writers
+
+        @classmethod
+        def build_train_loader(cls, cfg: Any) -> Any:
+            """detectron2's train loader, an image that cannot be decoded raising BadImageError naming the file."""
+            from detectron2.data import DatasetMapper, build_detection_train_loader
+
+            return build_detection_train_loader(cfg, mapper=guard_mapper(DatasetMapper(cfg, True), hint))
+
+        @classmethod
+        def build_test_loader(cls, cfg: Any, dataset_name: str) -> Any:
+            """detectron2's test loader, guarded like the train loader."""
+            from detectron2.data import DatasetMapper, build_detection_test_loader
+
+            return build_detection_test_loader(cfg, dataset_name, mapper=guard_mapper(DatasetMapper(cfg, False), hint))
 
         def build_hooks(self) -> list:
-            """DefaultTrainer's hooks; short runs print progress (loss, ETA) every tenth of the run, not every 20."""
-            built = super().build_hooks()
+            """DefaultTrainer's hooks; short runs print progress (loss, ETA) every tenth of the run, not every 20,
+            and the EvalHook keeps its results in `test_results`."""
+            built = super().build_hooks()  # (its PeriodicWriter takes its period only in the constructor: rebuilt)
             period = max(1, min(20, self.cfg.SOLVER.MAX_ITER // 10))
-            for hook in built:
+            for i, hook in enumerate(built):
                 if isinstance(hook, hooks.PeriodicWriter):
-                    hook._period = period  # PeriodicWriter takes the period only in its constructor
+                    built[i] = hooks.PeriodicWriter(self.writers, period=period)
+                elif isinstance(hook, hooks.EvalHook):
+                    built[i] = hooks.EvalHook(self.cfg.TEST.EVAL_PERIOD, self.test_and_keep)
             return built
 
     return Trainer
@@ -122,12 +155,12 @@ def train_and_test(cfg: Any, task: str, data_root: Path, resume: bool, result_pa
 
     register_datasets(cfg, task, data_root)
     default_setup(cfg, argparse.Namespace(task=task, data=str(data_root), resume=resume))
-    trainer = build_trainer_class(task)(cfg)
+    trainer = build_trainer_class(task, check_command(task, data_root))(cfg)
     trainer.resume_or_load(resume=resume)
     trainer.train()
     # The EvalHook evaluates at the end of training and keeps the results (on every rank: {} off rank 0), also
     # for a run that had nothing left to train. Only if it did not run, evaluate here (on every rank).
-    results = getattr(trainer, "_last_eval_results", None)
+    results = trainer.test_results
     if results is None:
         results = trainer.test(cfg, trainer.model)
     if comm.is_main_process():

@@ -30,7 +30,8 @@ def walk(node: Any) -> Iterator[dict]:
 
 
 def _root_dict(cfg: Config) -> dict:
-    return cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg
+    """The top-level nodes of a Config (the same, mutable objects) as a dict, for `walk`."""
+    return {key: cfg[key] for key in cfg} if isinstance(cfg, Config) else cfg
 
 
 def set_data_root(cfg: Config, root: Path) -> None:

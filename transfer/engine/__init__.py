@@ -11,6 +11,9 @@ The pieces, one per file:
   batch on fewer GPUs (or scale lr and schedule), notes.
 - `schedule.shorten_schedule(cfg, max_iters)`: scale an iteration-based schedule down.
 - `launch.relaunch_with_torchrun(gpus)`: re-run this command under torchrun for several GPUs.
-- `compat.trust_checkpoints_in(work_dir)`: torch's weights-only loading, deliberately, for mmengine.
+- `compat.trust_checkpoints_in(work_dir)`: mmengine loads checkpoints by the project's one trust policy.
+- `rng_state.add_rng_state_hook(cfg)`: checkpoints keep the generators' states; a resumed run ends as an
+  uninterrupted one.
+- `internals`: the only calls into an engine's private API, each tested against the installed version.
 - `task.MMEngineAdapter`: the mmengine adapter: config edits, devices, schedule, train + test.
 """

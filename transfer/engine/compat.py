@@ -1,55 +1,44 @@
-"""Loading checkpoints in mmengine under torch's weights-only unpickler, deliberately.
+"""mmengine loads checkpoints under the project's one trust policy (`transfer.checkpoint.reading.read_checkpoint`).
 
 torch >= 2.6 loads with `weights_only=True` by default, and mmengine 0.10.7 calls
-`torch.load` without saying otherwise. Two kinds of file reach that call:
-- checkpoints to initialise from (our converted ones, model-zoo ones): loaded
-  weights-only, with numpy arrays, scalars and dtypes allow-listed (plain data,
-  which model-zoo `meta` often holds); anything else is refused with a message;
-- the run's own training checkpoints, read back on resume: mmengine pickles its
-  message hub's `HistoryBuffer` with its statistics functions
-  (`getattr(HistoryBuffer, 'min')`), which no safe allow-list can admit. These
-  files were written by this very run into its work dir, so files inside a
-  folder registered with `trust_checkpoints_in` load with `weights_only=False`;
-  nothing outside those folders ever does.
+`torch.load` without saying otherwise; here its loader for local files is replaced
+by `read_checkpoint`, so that every checkpoint the project reads, with any tool,
+is trusted or not by the same rule:
+- a file we did not write (a model-zoo checkpoint, a `load_from`, a backbone passed
+  as --weights) is unpickled weights-only with the allow-list of `read_checkpoint`
+  (tensors, containers, numpy data, argparse namespaces, mmengine's HistoryBuffer);
+  anything else is refused with a message;
+- a file inside a folder registered with `trust_checkpoints_in` (the run's own work
+  dir: its training checkpoints, read back on resume, and its converted weights) is
+  unpickled in full, as `read_checkpoint(..., trust_pickle=True)` does for a file
+  the user vouches for with --trust-pickle.
+Tensors come back on the CPU; mmengine copies them to the model's device.
 """
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from transfer.checkpoint.reading import read_checkpoint
 from transfer.errors import UserError
 
 _TRUSTED: list[Path] = []
 
 
-def numpy_safe_globals() -> list:
-    """The numpy types and reconstructors that pickled arrays and scalars refer to (numpy 1 and 2 names)."""
-    from numpy._core.multiarray import _reconstruct, scalar
-
-    dtypes = [type(np.dtype(t)) for t in "bBhHiIlLqQefdg?FDUSOV"]
-    scalars = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64,
-               np.float16, np.float32, np.float64, np.complex64, np.complex128, np.str_, np.bytes_]
-    return [(_reconstruct, "numpy.core.multiarray._reconstruct"), _reconstruct,
-            (scalar, "numpy.core.multiarray.scalar"), scalar, np.ndarray, np.dtype, *dtypes, *scalars]
-
-
-def load_local_checkpoint(filename: str, map_location=None) -> dict:
-    """mmengine's loader for local files: weights-only, except inside a trusted work dir."""
+def is_trusted(filename: str | Path) -> bool:
+    """Whether `filename` lies inside a folder registered with `trust_checkpoints_in`."""
     path = Path(filename).resolve()
-    if any(path.is_relative_to(folder) for folder in _TRUSTED):
-        return torch.load(path, map_location=map_location, weights_only=False)  # this run's own checkpoint
-    if not path.is_file():
-        raise UserError(f"checkpoint {filename} does not exist")
+    return any(path.is_relative_to(folder) for folder in _TRUSTED)
+
+
+def load_local_checkpoint(filename: str, map_location: object = None) -> dict:
+    """mmengine's loader for local files: `read_checkpoint`, in full only inside a trusted work dir."""
     try:
-        with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1][:200]
-        raise UserError(f"{filename} holds objects that weights-only loading refuses ({first}); "
-                        "convert it with tools/convert_ckpt.py --to mmlab and pass the result") from e
+        return read_checkpoint(filename, trust_pickle=is_trusted(filename))
+    except UserError as e:
+        if "--trust-pickle" not in str(e):
+            raise
+        raise UserError(f"{e} (tools/run_transfer.sh: convert it with tools/convert_ckpt.py --trust-pickle "
+                        "--to mmlab and pass the result)") from None
 
 
 def trust_checkpoints_in(folder: str | Path) -> None:

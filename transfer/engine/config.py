@@ -27,6 +27,12 @@ def read_config_file(path: str | Path) -> Config:
 def load_mm_config(path: str | Path, overrides: Iterable[str | Override] = ()) -> Config:
     """The mmengine config at `path` with typed `key=value` overrides applied (unknown keys and wrong types refused)."""
     cfg = read_config_file(path)
+    # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
+    # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
+    # The unformatted text is the same valid Python, so skip the formatting. (`Config.fromfile` takes
+    # `format_python_code` too, but mmengine 0.10.7 drops it for .py files: the constructor keeps it.)
+    cfg = Config(cfg.to_dict(), cfg_text=cfg.text, filename=cfg.filename, env_variables=cfg.env_variables,
+                 format_python_code=False)
     apply_overrides(cfg, overrides)
     return cfg
 

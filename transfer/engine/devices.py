@@ -11,6 +11,8 @@ from transfer.errors import UserError
 def replace_syncbn(node: Any) -> int:
     """Replace every `type='SyncBN'` norm config by `BN` in place (one process has nothing to sync); returns the count."""
     count = 0
+    if isinstance(node, Config):  # not a dict: its values are the config's top-level (mutable) nodes
+        return sum(replace_syncbn(node[key]) for key in node)
     if isinstance(node, dict):
         if node.get("type") == "SyncBN":
             node["type"] = "BN"
@@ -34,7 +36,7 @@ def adapt_to_devices(cfg: Config, gpus: int, keep_total_batch: bool = True, proc
     notes: list[str] = []
     processes = processes or max(gpus, 1)
     if processes == 1:
-        n = replace_syncbn(cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg)
+        n = replace_syncbn(cfg)
         if n:
             notes.append(f"one process: {n} SyncBN layer config(s) run as BN")
     cfg.launcher = "pytorch" if processes > 1 else "none"

@@ -19,6 +19,8 @@ from transfer.engine.compat import trust_checkpoints_in
 from transfer.engine.config import load_mm_config
 from transfer.engine.devices import adapt_to_devices
 from transfer.engine.runner import Adapter, Run
+from transfer.engine.internals import shutdown_loader_workers
+from transfer.engine.rng_state import add_rng_state_hook
 from transfer.engine.schedule import shorten_schedule
 from transfer.overrides import Override, apply_overrides
 
@@ -89,10 +91,7 @@ def train_and_test(cfg: Config) -> dict[str, Any]:
     """Train with mmengine's Runner, resuming from the work dir's last checkpoint, then test; returns test metrics."""
     from mmengine.runner import Runner
 
-    # mmengine formats the config with yapf each time it logs or dumps it and at every checkpoint
-    # (its text goes into `meta`): seconds per call on a CPU, up to 20 s in a long demo process.
-    # The unformatted text is the same valid Python, so skip the formatting.
-    object.__setattr__(cfg, "_format_python_code", False)  # Config.__setattr__ would add a config key
+    add_rng_state_hook(cfg)  # a resumed run continues with the generators' states of its checkpoint
     runner = Runner.from_cfg(cfg)
     try:
         runner.train()
@@ -109,7 +108,5 @@ def stop_loader_workers(runner: Any) -> None:
     """
     for name in ("_train_loop", "_val_loop", "_test_loop"):
         loader = getattr(getattr(runner, name, None), "dataloader", None)
-        iterator = getattr(loader, "_iterator", None)
-        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-            iterator._shutdown_workers()
-            loader._iterator = None
+        if loader is not None:
+            shutdown_loader_workers(loader)

@@ -13,48 +13,20 @@ Only tensors, Python scalars, strings, lists and dicts: it loads with
 from __future__ import annotations
 
 import os
-import random
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from transfer.checkpoint.reading import verify_archive
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
+from transfer.rng import rng_state, set_rng_state  # noqa: F401  (set_rng_state: the trainer restores with it)
 
 VERSION = 1
 LAST = "checkpoint_last.pth"    # overwritten every train.save_every steps: what --resume continues from
 FINAL = "checkpoint_final.pth"  # the end of the schedule
-
-
-def rng_state() -> dict[str, Any]:
-    """The state of every RNG a run touches (torch CPU and CUDA, numpy, Python), as plain tensors and lists."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss_next": py_state[2]},
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what `rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: str | os.PathLike, meta: dict[str, Any], state_dict: dict[str, torch.Tensor],

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from transfer.engine.internals import ddp_ignore
 from transfer.errors import UserError
 from transfer.pretrain import checkpoint as ckpt
 from transfer.pretrain.backbone import build_backbone
@@ -207,7 +208,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
         frozen = [f"teacher.{n}" for n, p in model.teacher.named_parameters() if not p.requires_grad]
         frozen += [f"teacher.{n}" for n, _ in model.teacher.named_buffers()]
         frozen += [n for n, _ in model.named_buffers() if n.startswith(("queue.", "ssa_queue."))]
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+        ddp_ignore(model, frozen)
         net = DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None, broadcast_buffers=True)
 
     meta_base = {"method": cfg["method"], "variant": cfg.get("name", cfg["method"]), "arch": cfg["model"]["arch"],
