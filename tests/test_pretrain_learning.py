@@ -71,7 +71,7 @@ def test_a_short_ssa_run_lifts_knn_well_above_random_init(seed, tmp_path):
     teacher = train_supervised_teacher(data, tmp_path / "teacher_r18.pth", seed)
     cfg = load_config(PRETRAIN_CONFIGS / "ssa.yaml", [
         f"data.root={data}", f"data.image_size={SIZE}", "data.workers=1", "train.batch_size=64",
-        f"train.max_steps={STEPS}", "optim.lr=0.3", f"model.queue_size={QUEUE}", f"ssa.queue_size={QUEUE}",
+        f"train.max_steps={STEPS}", "optim.lr=0.3", f"model.queue_size={QUEUE}", f"aggregation.queue_size={QUEUE}",
         f"teacher.checkpoint={teacher}", "seed=0", "train.log_every=50"])  # seed 0: the random init measured below
     student = train(cfg, tmp_path / "ssa")
 

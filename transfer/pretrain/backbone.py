@@ -38,7 +38,7 @@ class ResNetTrunk(ResNet):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def build_backbone(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
+def resnet_trunk(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
     """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (strictly)."""
     model = ResNetTrunk(arch)
     if state_dict is not None:
