@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from transfer.checkpoint import resnet
+from transfer.checkpoint.fit import state_dict_fit
 from transfer.errors import UserError
 
 # name -> (block, blocks per stage), from the converter's table of the same architectures
@@ -29,7 +30,7 @@ class ResNetTrunk(ResNet):
         block, layers = ARCHS[arch]
         super().__init__(block, layers)
         self.arch = arch
-        self.out_channels = 512 * block.expansion
+        self.out_channels = resnet.STAGE_CHANNELS[resnet.DEPTHS[arch]][-1]
         del self.fc, self.avgpool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,9 +43,8 @@ def resnet_trunk(arch: str, state_dict: dict[str, torch.Tensor] | None = None, o
     """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (strictly)."""
     model = ResNetTrunk(arch)
     if state_dict is not None:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-        if missing or unexpected:
-            raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: missing {missing[:4]}"
-                            f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
-                            f"{'...' if len(unexpected) > 4 else ''}")
+        fit = state_dict_fit(model.state_dict(), state_dict, optional=lambda key: False)
+        if not fit.fills():
+            raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: {fit.describe()}")
+        model.load_state_dict(state_dict)
     return model
