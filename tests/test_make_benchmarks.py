@@ -342,7 +342,7 @@ def test_bad_input_is_one_error_line_and_nothing_written(tmp_path, reference, ki
 
 
 def test_absent_or_malformed_reference_is_an_error_and_nothing_written(tmp_path):
-    with pytest.raises(UserError, match="absent.json: cannot read the reference figures"):
+    with pytest.raises(UserError, match="absent.json: the reference file does not exist"):
         make_benchmarks([], out=tmp_path / "b.md", bench_dir=tmp_path, reference_json=tmp_path / "absent.json")
     bad = tmp_path / "r.json"
     bad.write_text(json.dumps({**REFERENCE, "columns": REFERENCE["columns"][:2]}))  # rows name coco, cityscapes

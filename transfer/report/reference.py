@@ -7,12 +7,12 @@ Reference rows are published figures, never ours.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from transfer.errors import UserError
 from transfer.report.columns import TASKS
+from transfer.report.runs import read_record
 
 REFERENCE_SCHEMA = 1
 
@@ -20,15 +20,7 @@ REFERENCE_SCHEMA = 1
 def load_reference_json(path: str | Path) -> dict[str, Any]:
     """Read benchmarks/reference.json, checking its schema and shape."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the reference figures ({e.strerror})") from e
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from e
-    if not isinstance(data, dict) or data.get("schema") != REFERENCE_SCHEMA:
-        raise UserError(f"{path}: not a reference file of schema {REFERENCE_SCHEMA} "
-                        f"(see benchmarks/reference.json in the repository)")
+    data = read_record(path, "the reference file", schema=REFERENCE_SCHEMA)
     columns, rows = data.get("columns"), data.get("rows")
     if (not isinstance(columns, list) or not isinstance(rows, list)
             or any(not isinstance(c, dict) or c.get("task") not in TASKS for c in columns)
