@@ -115,7 +115,8 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     config = meta.get("config")
     if isinstance(config, dict) and "ssa" in config:
         config = {("aggregation" if k == "ssa" else k): v for k, v in config.items()}
-        config["loss"] = {("aggregation_weight" if k == "ssa_weight" else k): v for k, v in config["loss"].items()}
+        loss = config.get("loss", {})
+        config["loss"] = {("aggregation_weight" if k == "ssa_weight" else k): v for k, v in loss.items()}
         meta["config"] = config
     record[META] = meta
     state = {}
