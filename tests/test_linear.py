@@ -107,7 +107,8 @@ def test_backbone_stays_frozen_during_the_probe(demo_data, tmp_path):
 @pytest.fixture(scope="module")
 def ssa_checkpoint(tmp_path_factory) -> Path:
     """An SSA checkpoint (contract 2) of a ResNet-18 student, as the pretraining writes it."""
-    cfg = load_config(method="ssa", overrides=["model.queue_size=8", "aggregation.queue_size=8", "model.head_hidden=32"])
+    cfg = load_config(method="ssa", overrides=["model.queue_size=8", "aggregation.queue_size=8",
+                                               "model.head_hidden=32"])
     model, _ = build_model(cfg)
     path = tmp_path_factory.mktemp("ssa") / "checkpoint_final.pth"
     save_checkpoint(path, {"method": "ssa", "arch": "resnet18", "step": 1, "epoch": 0, "config": cfg},

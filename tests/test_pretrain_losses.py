@@ -208,7 +208,8 @@ def test_loss_terms_run_in_float32_under_bf16_autocast():
     model = _tiny_model(LossSettings(rho=0.5)).float()
     g = torch.Generator().manual_seed(2)
     s, t = F.normalize(torch.randn(4, 8, generator=g), dim=1), F.normalize(torch.randn(4, 8, generator=g), dim=1)
-    p_s, p_t = F.normalize(torch.randn(4, 9, 8, generator=g), dim=2), F.normalize(torch.randn(4, 9, 8, generator=g), dim=2)
+    p_s = F.normalize(torch.randn(4, 9, 8, generator=g), dim=2)
+    p_t = F.normalize(torch.randn(4, 9, 8, generator=g), dim=2)
     plain, z_plain = model.loss_terms(s, t, p_s, p_t)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under, z_under = model.loss_terms(s, t, p_s, p_t)

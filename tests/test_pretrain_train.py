@@ -21,7 +21,8 @@ from transfer.pretrain.trainer import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 # Small and fast: 32 px views (a 1 x 1 feature map), 4 images a step, tiny queues and head.
-FAST = ["data.image_size=32", "data.workers=0", "train.batch_size=4", "model.queue_size=16", "aggregation.queue_size=16",
+FAST = ["data.image_size=32", "data.workers=0", "train.batch_size=4", "model.queue_size=16",
+        "aggregation.queue_size=16",
         "model.head_hidden=64", "train.log_every=1", "optim.lr=0.3"]
 CONFIGS = sorted(p.stem for p in PRETRAIN_CONFIGS.glob("*.yaml") if p.stem != "base")
 
