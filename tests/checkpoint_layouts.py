@@ -94,14 +94,14 @@ def moco_v3(state: dict, arch: str) -> dict:
     return {"epoch": 100, "arch": arch, "state_dict": sd, "optimizer": _optimizer(), "scaler": {"scale": 65536.0}}
 
 
-def ssa(state: dict, arch: str) -> dict:
-    """This project's pretraining checkpoint (contract 2): student backbone and heads, teacher, `ssa` metadata."""
+def pretrain(state: dict, arch: str) -> dict:
+    """This project's pretraining checkpoint (contract 2): student backbone and heads, teacher, `pretrain` metadata."""
     sd = _prefixed("student.backbone.", backbone(state))
     sd.update(_mlp("student.global_head.", (state["fc.weight"].shape[1], 64, 32)))
     sd.update(_mlp("student.dense_head.", (state["fc.weight"].shape[1], 32)))
     sd.update(_prefixed("teacher.backbone.", perturbed(backbone(state), 4)))
     sd.update(_mlp("teacher.global_head.", (state["fc.weight"].shape[1], 64, 32)))
-    return {"ssa": {"version": 1, "method": "ssa", "arch": arch, "step": 1000, "epoch": 3},
+    return {"pretrain": {"version": 1, "method": "ssa", "arch": arch, "step": 1000, "epoch": 3},
             "state_dict": sd, "optimizer": _optimizer()}
 
 
@@ -192,7 +192,7 @@ def detectron2_moco_pkl(state: dict, arch: str) -> dict:
 
 # name -> (builder, file name, expected format name); the backbone of each is `backbone(state)`.
 LAYOUTS = {
-    "ssa": (ssa, "ssa.pth", "ssa"),
+    "pretrain": (pretrain, "pretrain.pth", "pretrain"),
     "moco_v1": (moco_v1, "moco_v1.pth.tar", "moco"),
     "moco_v2": (moco_v2, "moco_v2.pth.tar", "moco"),
     "moco_v3": (moco_v3, "moco_v3.pth.tar", "moco_v3"),

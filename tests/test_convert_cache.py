@@ -35,7 +35,7 @@ def test_converted_files_are_returned_as_they_are(converted: dict[str, Path], tm
 
 
 def test_other_checkpoints_are_converted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    src = layout_path("ssa", "resnet18")
+    src = layout_path("pretrain", "resnet18")
     cache = tmp_path / "cache"
     out = ensure_converted(src, "mmlab", cache)
     assert out.parent == cache and out.suffix == ".pth"

@@ -82,7 +82,7 @@ def test_every_layout_to_every_target_is_bit_identical(layout: str, arch: str, t
 
 def test_query_encoder_student_and_online_encoder_are_taken_never_the_others() -> None:
     expected = backbone(resnet_state("resnet18"))
-    for layout, other in [("moco_v2", "state_dict.module.encoder_k"), ("ssa", "state_dict.teacher.backbone"),
+    for layout, other in [("moco_v2", "state_dict.module.encoder_k"), ("pretrain", "state_dict.teacher.backbone"),
                           ("pixpro", "model.module.encoder_k"), ("densecl", "state_dict.encoder_k"),
                           ("moco_v3", "state_dict.module.momentum_encoder"), ("timm", "state_dict_ema")]:
         state_dict, info = load_backbone(layout_path(layout, "resnet18"))
@@ -97,10 +97,19 @@ def test_dropped_groups_and_counts_are_reported() -> None:
     assert {"state_dict.module.queue", "state_dict.module.queue_ptr"} <= set(info["dropped"])
     assert info["num_parameters"] == sum(p.numel() for n, p in torchvision.models.resnet18().named_parameters()
                                          if not n.startswith("fc."))
-    _, info = load_backbone(layout_path("ssa", "resnet18"))
+    _, info = load_backbone(layout_path("pretrain", "resnet18"))
     assert {"state_dict.student.global_head", "state_dict.student.dense_head", "state_dict.teacher.backbone"} \
         <= set(info["dropped"])
-    assert info["ssa"]["method"] == "ssa"
+    assert info["pretrain"]["method"] == "ssa"
+
+
+def test_a_pretraining_checkpoint_from_before_the_renaming_still_reads(tmp_path) -> None:
+    record = torch.load(layout_path("pretrain", "resnet18"), weights_only=True)
+    record["ssa"] = record.pop("pretrain")  # the metadata's old name
+    torch.save(record, tmp_path / "old.pth")
+    state, info = load_backbone(tmp_path / "old.pth")
+    assert info["source"] == "pretrain" and info["pretrain"]["method"] == "ssa"
+    assert torch.equal(state["conv1.weight"], record["state_dict"]["student.backbone.conv1.weight"])
 
 
 def test_unknown_layout_with_two_encoders_is_refused_and_prefix_picks_one() -> None:
@@ -167,7 +176,7 @@ def test_depth_is_detected_from_the_keys(arch: str) -> None:
 def test_resnet_variants_with_other_widths_are_refused(arch: str) -> None:
     with torch.device("meta"):
         state = getattr(torchvision.models, arch)().state_dict()
-    with pytest.raises(UserError, match="not a standard torchvision resnet50.*shapes differ"):
+    with pytest.raises(UserError, match="not a standard torchvision resnet50.*with another shape"):
         detect_arch(backbone(state))
 
 

@@ -65,7 +65,7 @@ def test_knn_accuracy_on_clusters():
 def test_schedule_and_step_decay():
     assert linear.schedule(100, 10, [60, 80], None) == (1000, [600, 800])
     assert linear.schedule(100, 10, [60, 80], 50) == (50, [30, 40])  # --max-iters scales the milestones
-    assert [linear.lr_at(i, 30.0, [6, 8], 0.1) for i in (0, 5, 6, 8)] == pytest.approx([30, 30, 3, 0.3])
+    assert [linear.step_decay_lr(i, 30.0, [6, 8], 0.1) for i in (0, 5, 6, 8)] == pytest.approx([30, 30, 3, 0.3])
     fc = linear.new_classifier(512, 10)
     assert fc.bias.abs().sum() == 0 and 0.005 < fc.weight.std().item() < 0.015
 
@@ -107,7 +107,8 @@ def test_backbone_stays_frozen_during_the_probe(demo_data, tmp_path):
 @pytest.fixture(scope="module")
 def ssa_checkpoint(tmp_path_factory) -> Path:
     """An SSA checkpoint (contract 2) of a ResNet-18 student, as the pretraining writes it."""
-    cfg = load_config(method="ssa", overrides=["model.queue_size=8", "ssa.queue_size=8", "model.head_hidden=32"])
+    cfg = load_config(method="ssa", overrides=["model.queue_size=8", "aggregation.queue_size=8",
+                                               "model.head_hidden=32"])
     model, _ = build_model(cfg)
     path = tmp_path_factory.mktemp("ssa") / "checkpoint_final.pth"
     save_checkpoint(path, {"method": "ssa", "arch": "resnet18", "step": 1, "epoch": 0, "config": cfg},
@@ -135,7 +136,7 @@ def test_runner_evaluates_an_ssa_checkpoint_and_resumes(demo_data, ssa_checkpoin
     argv = ["--weights", str(ssa_checkpoint), "--data", str(demo_data / "imagefolder"), "--work-dir", str(work),
             "--gpus", "0", "--max-iters", "4", "--input-size", "32", *FAST, "linear.precompute_features=true"]
     first = run(parse(*argv))
-    assert first["arch"] == "resnet18" and "(ssa)" in first["notes"][0]
+    assert first["arch"] == "resnet18" and "(pretrain)" in first["notes"][0]
     assert "fast option" in first["notes"][0]
     (work / "metrics.json").unlink()  # as if the run had been interrupted after its last probe checkpoint
     capsys.readouterr()

@@ -28,7 +28,7 @@ def test_two_processes_stay_identical(demo_data: Path, tmp_path: Path):
         trainer.build_model = keep
         cfg = load_config(method="ssa", overrides=[
             "data.root={demo_data / 'imagefolder'}", "data.image_size=32", "data.workers=0",
-            "train.batch_size=8", "train.max_steps=3", "model.queue_size=64", "ssa.queue_size=64",
+            "train.batch_size=8", "train.max_steps=3", "model.queue_size=64", "aggregation.queue_size=64",
             "model.head_hidden=64", "train.log_every=1", "optim.lr=0.3"])
         train(cfg, {str(work)!r})
         torch.save(built[0].state_dict(), {str(tmp_path)!r} + f"/rank{{os.environ['RANK']}}.pt")
@@ -50,5 +50,5 @@ def test_two_processes_stay_identical(demo_data: Path, tmp_path: Path):
     assert r0["queue.pointer"].item() == (3 * 2 * 8) % 64
     # the checkpoint (rank 0 only) is complete and at the last step
     record = torch.load(work / "checkpoint_final.pth", weights_only=True)
-    assert record["ssa"]["step"] == 3
+    assert record["pretrain"]["step"] == 3
     assert torch.equal(record["state_dict"]["student.backbone.conv1.weight"], r0["student.backbone.conv1.weight"])

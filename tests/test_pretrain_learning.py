@@ -23,13 +23,13 @@ from torchvision.datasets import ImageFolder
 
 from transfer.classification.features import extract_features, load_frozen_backbone
 from transfer.classification.knn import knn_accuracy
-from transfer.classification.transforms import val_transform
+from transfer.classification.transforms import eval_resize, val_transform
 from transfer.data.imagefolder import write_imagefolder
 from transfer.pretrain import load_config, train
 from transfer.pretrain.config import PRETRAIN_CONFIGS
 from transfer.distributed import Processes
 from transfer.pretrain.logs import LOG_FILE, read_log
-from transfer.pretrain.views import MoCoV2Views, center_crop_size
+from transfer.pretrain.views import MoCoV2Views
 
 SIZE, STEPS, QUEUE = 32, 150, 1024
 CPU = Processes(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -38,7 +38,7 @@ CPU = Processes(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 def knn_top1(weights: Path | None, data: Path) -> float:
     """kNN top-1 (k=20, T=0.07) of the pooled backbone features, val against train, as `run_transfer.sh linear`."""
     model, _ = load_frozen_backbone(weights, "resnet18")  # no weights: the seed-0 init, the student's start
-    transform = val_transform(SIZE, center_crop_size(SIZE))
+    transform = val_transform(SIZE, eval_resize(SIZE))
     train_f, train_l = extract_features(model, ImageFolder(str(data / "train"), transform), CPU, 250, 0)
     val_f, val_l = extract_features(model, ImageFolder(str(data / "val"), transform), CPU, 250, 0)
     return knn_accuracy(train_f, train_l, val_f, val_l, num_classes=5)
@@ -71,7 +71,7 @@ def test_a_short_ssa_run_lifts_knn_well_above_random_init(seed, tmp_path):
     teacher = train_supervised_teacher(data, tmp_path / "teacher_r18.pth", seed)
     cfg = load_config(PRETRAIN_CONFIGS / "ssa.yaml", [
         f"data.root={data}", f"data.image_size={SIZE}", "data.workers=1", "train.batch_size=64",
-        f"train.max_steps={STEPS}", "optim.lr=0.3", f"model.queue_size={QUEUE}", f"ssa.queue_size={QUEUE}",
+        f"train.max_steps={STEPS}", "optim.lr=0.3", f"model.queue_size={QUEUE}", f"aggregation.queue_size={QUEUE}",
         f"teacher.checkpoint={teacher}", "seed=0", "train.log_every=50"])  # seed 0: the random init measured below
     student = train(cfg, tmp_path / "ssa")
 

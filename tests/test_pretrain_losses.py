@@ -10,13 +10,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from transfer.pretrain import losses
-from transfer.pretrain.backbone import build_backbone
+from transfer.backbone import resnet_trunk
 from transfer.pretrain.encoder import Encoder
 from transfer.pretrain.heads import ProjectionHeads
 from transfer.pretrain.queue import EmbeddingQueue
-from transfer.pretrain.ssa import LossSettings, PretrainModel
-from transfer.pretrain.teacher import calibrate_batch_norm, ema_momentum, ema_teacher, ema_update
-from transfer.pretrain.views import MoCoV2Views, feature_locations, location_distances
+from transfer.pretrain.model import LossSettings, PretrainModel
+from transfer.pretrain.teacher import calibrate_batch_norm, ema_momentum, ema_teacher, ema_update, load_frozen_teacher
+from transfer.pretrain.views import MoCoV2Views
 
 
 def unit(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -118,6 +118,27 @@ def test_rho_one_is_dense_average_pooling():
     assert not torch.allclose(losses.aggregate(p_s, index, weight), F.normalize(p_s.mean(1), dim=1), atol=1e-3)
 
 
+def test_sparse_spatial_aggregation_is_l_ssa_of_method_md():
+    p_t, p_s, t, queue = unit(4, 9, 5, seed=15), unit(4, 9, 5, seed=16), unit(4, 5, seed=17), unit(6, 5, seed=18)
+    loss, z_t = losses.sparse_spatial_aggregation(p_s, p_t, t, queue, rho=0.5, tau_a=0.1, tau=0.2,
+                                                  weighting="softmax")
+    ref_s, ref_t = ref_aggregate(p_t, t, p_s, 0.5, 0.1, "softmax")
+    # the student's aggregate of view 1 against the teacher's of view 2, and the other way round
+    expected = (ref_nce(ref_s[:2], ref_t[2:], queue, 0.2) + ref_nce(ref_s[2:], ref_t[:2], queue, 0.2)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-9) and torch.allclose(z_t, ref_t, atol=1e-12)
+
+
+def test_tau_a_matters_only_under_softmax_weighting():
+    p_t, p_s, t = unit(3, 16, 5, seed=19), unit(3, 16, 5, seed=20), unit(3, 5, seed=21)
+
+    def pooled(tau_a: float, weighting: str) -> torch.Tensor:
+        index, weight = losses.select_locations(losses.location_scores(p_t, t, tau_a), 0.25, weighting)
+        return losses.aggregate(p_s, index, weight)
+
+    assert torch.allclose(pooled(0.1, "uniform"), pooled(10.0, "uniform"), atol=1e-12)  # as base.yaml says
+    assert not torch.allclose(pooled(0.1, "softmax"), pooled(10.0, "softmax"), atol=1e-3)
+
+
 def test_selection_keeps_the_locations_the_teacher_scores_highest():
     # location 2 of sample 0 and location 0 of sample 1 point along t: they must be the ones kept at rho=1/4
     t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -132,22 +153,22 @@ def test_selection_keeps_the_locations_the_teacher_scores_highest():
 
 def _tiny_model(settings: LossSettings, seed: int = 0) -> PretrainModel:
     torch.manual_seed(seed)
-    student = Encoder(build_backbone("resnet18"), head_hidden=32, head_dim=8)
+    student = Encoder(resnet_trunk("resnet18"), head_hidden=32, head_dim=8)
     teacher = ema_teacher(student)
     # a teacher that differs from the student, so the alignment is not trivially 0
     with torch.no_grad():
         for p in teacher.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return PretrainModel(student, teacher, settings, queue_size=6, ssa_queue_size=5, ema=True, seed=seed).double()
+    return PretrainModel(student, teacher, settings, queue_size=6, aggregate_queue_size=5, ema=True, seed=seed).double()
 
 
 def test_model_terms_match_a_direct_computation():
-    settings = LossSettings(cd_soft_weight=1.0, cd_nce_weight=0.5, align_weight=2.0, ssa_weight=3.0, rho=0.5)
+    settings = LossSettings(cd_soft_weight=1.0, cd_nce_weight=0.5, align_weight=2.0, aggregation_weight=3.0, rho=0.5)
     model = _tiny_model(settings).train()
     g = torch.Generator().manual_seed(1)
     v1 = torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)  # 64 px -> 2 x 2 feature maps
     v2 = torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)
-    queue, ssa_queue = model.queue.keys.clone(), model.ssa_queue.keys.clone()
+    queue, agg_queue = model.queue.keys.clone(), model.aggregate_queue.keys.clone()
     # the same student pass as the model (train-mode BN over both views together), teacher in eval mode
     student_state = {k: v.clone() for k, v in model.student.state_dict().items()}
     s, p_s = model.student(torch.cat([v1, v2]))
@@ -162,25 +183,74 @@ def test_model_terms_match_a_direct_computation():
     assert terms["cd_nce"].item() == pytest.approx((nce12 + nce21) / 2, rel=1e-7)
     assert terms["align"].item() == pytest.approx(ref_align(p_s.detach(), p_t), rel=1e-7)
     z_s, z_t = ref_aggregate(p_t, t, p_s.detach(), 0.5, 0.1, "uniform")
-    ref_ssa = (ref_nce(z_s[:2], z_t[2:], ssa_queue, 0.2) + ref_nce(z_s[2:], z_t[:2], ssa_queue, 0.2)) / 2
-    assert terms["ssa"].item() == pytest.approx(ref_ssa, rel=1e-7)
-    expected = terms["cd_soft"] + 0.5 * terms["cd_nce"] + 2.0 * terms["align"] + 3.0 * terms["ssa"]
+    ref_ssa = (ref_nce(z_s[:2], z_t[2:], agg_queue, 0.2) + ref_nce(z_s[2:], z_t[:2], agg_queue, 0.2)) / 2
+    assert terms["aggregation"].item() == pytest.approx(ref_ssa, rel=1e-7)
+    expected = terms["cd_soft"] + 0.5 * terms["cd_nce"] + 2.0 * terms["align"] + 3.0 * terms["aggregation"]
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     # both views' teacher embeddings and aggregates were enqueued, the oldest first out
     assert torch.allclose(model.queue.keys[:4], t) and torch.allclose(model.queue.keys[4:], queue[4:])
-    assert torch.allclose(model.ssa_queue.keys[:4], z_t) and model.ssa_queue.pointer.item() == 4
+    assert torch.allclose(model.aggregate_queue.keys[:4], z_t) and model.aggregate_queue.pointer.item() == 4
 
 
 def test_method_presets_compute_only_their_terms():
     v = torch.randn(2, 3, 32, 32, dtype=torch.float64)
-    seed_terms = _tiny_model(LossSettings(cd_nce_weight=0, align_weight=0, ssa_weight=0))(v, v)[1]
-    moco_terms = _tiny_model(LossSettings(cd_soft_weight=0, align_weight=0, ssa_weight=0))(v, v)[1]
-    asym = _tiny_model(LossSettings(cd_soft_weight=0, align_weight=0, ssa_weight=0, symmetric=False))
+    seed_terms = _tiny_model(LossSettings(cd_nce_weight=0, align_weight=0, aggregation_weight=0))(v, v)[1]
+    moco_terms = _tiny_model(LossSettings(cd_soft_weight=0, align_weight=0, aggregation_weight=0))(v, v)[1]
+    asym = _tiny_model(LossSettings(cd_soft_weight=0, align_weight=0, aggregation_weight=0, symmetric=False))
     asym_terms = asym(v, v)[1]
     assert set(seed_terms) == {"cd_soft"} and set(moco_terms) == {"cd_nce"} and set(asym_terms) == {"cd_nce"}
     assert asym.queue.pointer.item() == 2  # one direction: only the keys of view 2 are enqueued
     with pytest.raises(ValueError, match="symmetric"):
         _tiny_model(LossSettings(symmetric=False))
+
+
+def test_loss_terms_run_in_float32_under_bf16_autocast():
+    model = _tiny_model(LossSettings(rho=0.5)).float()
+    g = torch.Generator().manual_seed(2)
+    s, t = F.normalize(torch.randn(4, 8, generator=g), dim=1), F.normalize(torch.randn(4, 8, generator=g), dim=1)
+    p_s = F.normalize(torch.randn(4, 9, 8, generator=g), dim=2)
+    p_t = F.normalize(torch.randn(4, 9, 8, generator=g), dim=2)
+    plain, z_plain = model.loss_terms(s, t, p_s, p_t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under, z_under = model.loss_terms(s, t, p_s, p_t)
+        bf16_nce = losses.info_nce(s[:2], t[2:], model.queue.keys, 0.2)  # what autocast does to a loss left in it
+    assert set(under) == {"cd_soft", "cd_nce", "align", "aggregation"}
+    for name, value in plain.items():
+        assert under[name].dtype == torch.float32 and torch.equal(under[name], value), name
+    assert torch.equal(z_under, z_plain)
+    # the check can fail: the same InfoNCE under autocast, outside loss_terms, moves in bf16
+    assert bf16_nce.item() != pytest.approx(losses.info_nce(s[:2], t[2:], model.queue.keys, 0.2).item(), rel=1e-6)
+
+
+def _backward_once(model: PretrainModel) -> None:
+    v = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    model.train()
+    loss, _ = model(v, v.flip(3), momentum=0.99)
+    loss.backward()
+
+
+def test_backward_leaves_the_teacher_without_gradients():
+    ema = _tiny_model(LossSettings())
+    _backward_once(ema)
+    assert all(p.grad is None for p in ema.teacher.parameters())
+    assert all(p.grad is not None for p in ema.student.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("heads", ["random", "align"])
+def test_a_frozen_teachers_gradients_reach_only_its_heads_under_align(heads, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "teacher.pth"
+    torch.save(resnet_trunk("resnet18").state_dict(), path)
+    teacher, _ = load_frozen_teacher(path, 32, 8, dense=True, shared=True, heads=heads, seed=1)
+    student = Encoder(resnet_trunk("resnet18"), head_hidden=32, head_dim=8)
+    model = PretrainModel(student, teacher, LossSettings(), queue_size=6, aggregate_queue_size=5, ema=False).double()
+    _backward_once(model)
+    assert all(p.grad is None for p in model.teacher.backbone.parameters())
+    head_grads = [p.grad for p in model.teacher.heads.parameters()]
+    if heads == "align":  # the one gradient into the teacher: L_align into its dense head
+        assert all(g is not None and g.abs().sum() > 0 for g in head_grads)
+    else:
+        assert all(g is None for g in head_grads)
 
 
 def test_shared_dense_head_is_the_global_mlp_at_every_location():
@@ -213,7 +283,7 @@ def test_head_norm_centres_each_path_with_its_own_statistics():
 
 def test_a_frozen_teachers_head_norms_are_measured_and_its_backbone_statistics_kept():
     torch.manual_seed(0)
-    teacher = Encoder(build_backbone("resnet18"), head_hidden=32, head_dim=8, norm=True).eval()
+    teacher = Encoder(resnet_trunk("resnet18"), head_hidden=32, head_dim=8, norm=True).eval()
     before = {k: v.clone() for k, v in teacher.backbone.state_dict().items()}
     images = torch.randn(4, 3, 64, 64)
     calibrate_batch_norm(teacher, images, only=teacher.heads)
@@ -258,7 +328,7 @@ def test_ema_update_and_momentum_schedule():
 
 # ---- views --------------------------------------------------------------------------------------------------------
 
-def test_feature_locations_map_back_to_the_image():
+def test_view_parameters_are_the_crop_box_and_flip_that_made_the_view():
     # a view whose pixels encode the image coordinates they came from (no photometric change)
     size, width, height = 64, 160, 120
     xs, ys = np.meshgrid(np.arange(width), np.arange(height))
@@ -269,26 +339,14 @@ def test_feature_locations_map_back_to_the_image():
     seen_flip = set()
     for seed in range(6):
         torch.manual_seed(seed)
-        view, params = views.view(image)
-        seen_flip.add(bool(params[4]))
-        for h, w in ((2, 2), (4, 4)):
-            locations = feature_locations(params[None], h, w)[0]  # hw x 2 (x, y) in image pixels
-            for i, (x, y) in enumerate(locations.tolist()):
-                r, c = divmod(i, w)
-                # the view's pixel at the centre of cell (r, c) carries the image coordinate it came from
-                vy, vx = int((r + 0.5) * size / h), int((c + 0.5) * size / w)
-                assert abs(view[0, vy, vx].item() - x) < params[3].item() / size * 2 + 1
-                assert abs(view[1, vy, vx].item() - y) < params[2].item() / size * 2 + 1
+        view, (top, left, h, w, flipped, image_h, image_w) = views.view(image)
+        seen_flip.add(bool(flipped))
+        assert (image_h, image_w) == (height, width)
+        for vy, vx in ((8, 8), (8, 56), (40, 24)):
+            x = left + ((size - 1 - vx if flipped else vx) + 0.5) / size * w  # where the pixel came from
+            y = top + (vy + 0.5) / size * h
+            assert abs(view[0, vy, vx].item() - x) < w / size + 1 and abs(view[1, vy, vx].item() - y) < h / size + 1
     assert seen_flip == {True, False}
-
-
-def test_location_distances_between_views():
-    same = torch.tensor([[0.0, 0.0, 64.0, 64.0, 0.0, 64.0, 64.0]])
-    flipped = same.clone()
-    flipped[0, 4] = 1.0
-    d = location_distances(same, flipped, 2, 2)[0]  # 4 x 4, cell = 32 px
-    # location 0 (top-left) of the plain view is location 1 (top-right cell) of the flipped one
-    assert d[0, 1].item() == pytest.approx(0.0) and d[0, 0].item() == pytest.approx(1.0)
 
 
 def test_views_depend_only_on_the_seed():

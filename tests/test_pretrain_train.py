@@ -14,12 +14,15 @@ import torchvision
 
 from transfer.errors import UserError
 from transfer.pretrain import TrainingDiverged, load_config, logs, losses, train
+from transfer.pretrain.checkpoint import load_checkpoint
 from transfer.pretrain.config import PRETRAIN_CONFIGS
+from transfer.pretrain.model import TERMS
 from transfer.pretrain.trainer import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 # Small and fast: 32 px views (a 1 x 1 feature map), 4 images a step, tiny queues and head.
-FAST = ["data.image_size=32", "data.workers=0", "train.batch_size=4", "model.queue_size=16", "ssa.queue_size=16",
+FAST = ["data.image_size=32", "data.workers=0", "train.batch_size=4", "model.queue_size=16",
+        "aggregation.queue_size=16",
         "model.head_hidden=64", "train.log_every=1", "optim.lr=0.3"]
 CONFIGS = sorted(p.stem for p in PRETRAIN_CONFIGS.glob("*.yaml") if p.stem != "base")
 
@@ -43,16 +46,16 @@ def test_every_method_and_ablation_trains(name, images, tmp_path):
     init, _ = build_model(cfg)
     final = train(cfg, tmp_path)
     record = torch.load(final, weights_only=True)  # contract 2: plain data only
-    meta = record["ssa"]
+    meta = record["pretrain"]
     assert (meta["version"], meta["method"], meta["variant"], meta["arch"], meta["step"]) == \
         (1, cfg["method"], name, "resnet18", 2)
     log = read_log(tmp_path)
     assert [r["step"] for r in log] == [1, 2]
-    expected = {"ssa": {"cd_soft", "cd_nce", "align", "ssa"}, "ssa_no_ssa": {"cd_soft", "cd_nce", "align"},
-                "ssa_no_align": {"cd_soft", "cd_nce", "ssa"}, "ssa_rho1": {"cd_soft", "cd_nce", "align", "ssa"},
+    expected = {"ssa": set(TERMS), "ssa_no_ssa": {"cd_soft", "cd_nce", "align"},
+                "ssa_no_align": {"cd_soft", "cd_nce", "aggregation"}, "ssa_rho1": set(TERMS),
                 "seed": {"cd_soft"}, "moco_v2": {"cd_nce"}, "moco_v2_asym": {"cd_nce"}}[name]
     for r in log:
-        assert expected <= set(r) and not ({"cd_soft", "cd_nce", "align", "ssa"} - expected) & set(r)
+        assert expected <= set(r) and not (set(TERMS) - expected) & set(r)
         assert all(math.isfinite(r[k]) for k in expected) and r["lr"] > 0 and r["images_per_s"] >= 0
     # the student learned something, the EMA teacher followed it
     state = record["state_dict"]
@@ -67,10 +70,10 @@ def test_checkpoint_is_what_the_converter_reads(images, tmp_path):
     final = train(config(images, "ssa", "train.max_steps=1"), tmp_path / "run")
     record = torch.load(final, weights_only=True)
     keys = record["state_dict"].keys()
-    assert {k.split(".")[0] for k in keys} == {"student", "teacher", "queue", "ssa_queue"}
+    assert {k.split(".")[0] for k in keys} == {"student", "teacher", "queue", "aggregate_queue"}
     assert not any(k.startswith("student.backbone.fc") for k in keys)
     backbone, info = load_backbone(final)
-    assert info["source"] == "ssa" and info["arch"] == "resnet18"
+    assert info["source"] == "pretrain" and info["arch"] == "resnet18"
     student = {k[len("student.backbone."):]: v for k, v in record["state_dict"].items()
                if k.startswith("student.backbone.")}
     assert backbone.keys() == student.keys() and all(torch.equal(backbone[k], student[k]) for k in student)
@@ -92,7 +95,7 @@ def test_frozen_teacher_of_another_arch(images, tmp_path):
     torch.save(torchvision.models.resnet50().state_dict(), teacher_file)
     cfg = config(images, "ssa", "train.max_steps=2", f"teacher.checkpoint={teacher_file}")
     record = torch.load(train(cfg, tmp_path / "run"), weights_only=True)
-    assert record["ssa"]["teacher_arch"] == "resnet50" and record["ssa"]["teacher_kind"] == "frozen"
+    assert record["pretrain"]["teacher_arch"] == "resnet50" and record["pretrain"]["teacher_kind"] == "frozen"
     original = torch.load(teacher_file, weights_only=True)
     state = record["state_dict"]
     # frozen: the teacher's backbone (BN statistics included) is exactly the file's
@@ -100,13 +103,25 @@ def test_frozen_teacher_of_another_arch(images, tmp_path):
     assert state["teacher.heads.mlp.0.weight"].shape[1] == 2048 and state["student.heads.mlp.0.weight"].shape[1] == 512
 
 
+def test_a_checkpoint_from_before_the_renaming_reads_under_the_new_names(tmp_path):
+    old = {"ssa": {"version": 1, "step": 4, "config": {"loss": {"ssa_weight": 0.5, "tau_s": 0.2},
+                                                        "ssa": {"rho": 0.25}, "seed": 0}},
+           "state_dict": {"ssa_queue.keys": torch.ones(2, 3), "queue.keys": torch.zeros(2, 3)}}
+    torch.save(old, tmp_path / "old.pth")
+    record = load_checkpoint(tmp_path / "old.pth")
+    assert "ssa" not in record and record["pretrain"]["step"] == 4
+    assert record["pretrain"]["config"] == {"loss": {"aggregation_weight": 0.5, "tau_s": 0.2},
+                                            "aggregation": {"rho": 0.25}, "seed": 0}
+    assert set(record["state_dict"]) == {"aggregate_queue.keys", "queue.keys"}
+
+
 def test_moco_refuses_a_teacher_and_configs_refuse_typos(images, tmp_path):
     with pytest.raises(UserError, match="drop --teacher"):
         train(config(images, "moco_v2", f"teacher.checkpoint={tmp_path / 'x.pth'}"), tmp_path / "a")
-    with pytest.raises(UserError, match="unknown key 'ssa.rh'"):
-        config(images, "ssa", "ssa.rh=1")
+    with pytest.raises(UserError, match="unknown key 'aggregation.rh'"):
+        config(images, "ssa", "aggregation.rh=1")
     with pytest.raises(UserError, match="rho"):
-        train(config(images, "ssa", "ssa.rho=0"), tmp_path / "b")
+        train(config(images, "ssa", "aggregation.rho=0"), tmp_path / "b")
     with pytest.raises(UserError, match="model.head_norm must be bn or none"):
         train(config(images, "ssa", "model.head_norm=batchnorm"), tmp_path / "c")
     with pytest.raises(UserError, match="batch of one"):
@@ -126,7 +141,7 @@ def test_nan_loss_stops_with_the_step_and_term(images, tmp_path, monkeypatch):
     with pytest.raises(TrainingDiverged, match=r"step 3: loss term 'align' is nan.*checkpoint_last\.pth \(step 2\)"):
         train(config(images, "ssa", "train.max_steps=5", "train.save_every=2"), tmp_path)
     record = torch.load(tmp_path / "checkpoint_last.pth", weights_only=True)
-    assert record["ssa"]["step"] == 2
+    assert record["pretrain"]["step"] == 2
     assert all(torch.isfinite(v).all() for v in record["state_dict"].values() if v.is_floating_point())
     assert not (tmp_path / "checkpoint_final.pth").exists()
 
@@ -152,7 +167,7 @@ def test_resume_after_kill_is_bit_exact(images, tmp_path):
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr
-    assert torch.load(killed / "checkpoint_last.pth", weights_only=True)["ssa"]["step"] == 3
+    assert torch.load(killed / "checkpoint_last.pth", weights_only=True)["pretrain"]["step"] == 3
     assert not (killed / "checkpoint_final.pth").exists()
 
     resumed = train(load_config(method="ssa", overrides=overrides), killed, resume=True)

@@ -148,6 +148,12 @@ def test_deep_stem_backbone_is_refused(r18_mmlab: Path) -> None:
     cfg.model.backbone.type = "ResNetV1c"
     with pytest.raises(UserError, match="deep_stem=False"):
         check_backbone_loads(cfg, state_dict, str(r18_mmlab))
+    # the converse: a standard-stem backbone given a deep-stem checkpoint keeps a random conv1
+    deep = {k: v for k, v in state_dict.items() if not k.startswith(("conv1.", "bn1."))}
+    deep["stem.0.weight"] = torch.zeros(32, 3, 3, 3)
+    cfg.model.backbone.type = "ResNet"
+    with pytest.raises(UserError, match=r"standard stem but the checkpoint has a deep stem \(ResNetV1c/d\)"):
+        check_backbone_loads(cfg, deep, str(r18_mmlab))
 
 
 def test_input_size_scales_the_geometry() -> None:

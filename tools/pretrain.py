@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="continue WORK_DIR/checkpoint_last.pth (or CKPT)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="typed config overrides, e.g. optim.lr=3e-2 loss.ssa_weight=0 ssa.rho=1.0 (the key must "
+                        help="typed config overrides, e.g. optim.lr=3e-2 loss.aggregation_weight=0 aggregation.rho=1.0 (the key must "
                              "exist in configs/pretrain/base.yaml and the value fit its type)")
     args = parser.parse_intermixed_args()
 

@@ -165,7 +165,8 @@ def pretrain(row: Row, out: Path, data: Path, plan: DemoPlan, teacher: Path | No
     epochs = plan.teacher_epochs if row.name == "moco_v2" else plan.pretrain_epochs
     overrides = [f"data.root={data}", f"model.arch={plan.arch}", f"data.image_size={plan.cls_size}",
                  f"train.epochs={epochs}", f"train.batch_size={plan.batch_size}", "data.workers=0",
-                 f"model.queue_size={plan.queue_size}", f"ssa.queue_size={plan.queue_size}", f"seed={plan.seed}",
+                 f"model.queue_size={plan.queue_size}", f"aggregation.queue_size={plan.queue_size}",
+                 f"seed={plan.seed}",
                  "train.log_every=5"]
     if teacher is not None:
         overrides.append(f"teacher.checkpoint={teacher}")

@@ -44,3 +44,9 @@ def set_rng_state(state: dict[str, Any], torch_only: bool = False) -> None:
                          n["cached_gaussian"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed for the augmentation of image `index` in `epoch` of the run seeded `seed` (the same draws
+    whether the run was resumed or not)."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))

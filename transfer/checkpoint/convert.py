@@ -104,8 +104,8 @@ def write_backbone(state_dict: Mapping[str, Any], info: dict[str, Any], dst: str
         "warnings": [],
         "notes": [],
     }
-    if "ssa" in info:
-        report["source"]["ssa"] = info["ssa"]
+    if "pretrain" in info:
+        report["source"]["pretrain"] = info["pretrain"]
     if config is not None:
         report["warnings"] += check_mmseg_backbone(config, checkpoint=state_dict)
     meta = {"converted_by": AUTHOR, "source_format": info["source"], "source_file": Path(info.get("path", "")).name,

@@ -46,8 +46,9 @@ def load_backbone(path: str | os.PathLike, source: str | None = None, prefix: st
         "num_parameters": parameter_count(state_dict),
         "dtypes": sorted({str(v.dtype).replace("torch.", "") for v in state_dict.values()}),
     }
-    if fmt.name == "ssa" and isinstance(ckpt.get("ssa"), dict):
-        info["ssa"] = {k: v for k, v in ckpt["ssa"].items() if isinstance(v, (str, int, float, bool))}
+    meta = ckpt.get("pretrain", ckpt.get("ssa"))  # "ssa": the metadata's name before the renaming
+    if fmt.name == "pretrain" and isinstance(meta, dict):
+        info["pretrain"] = {k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool))}
     return state_dict, info
 
 

@@ -8,6 +8,7 @@ from functools import lru_cache
 import torch
 import torchvision
 
+from transfer.checkpoint.fit import state_dict_fit
 from transfer.errors import UserError
 
 # (block type, blocks per stage) -> torchvision constructor name.
@@ -19,6 +20,12 @@ ARCHS: dict[tuple[str, tuple[int, ...]], str] = {
     ("bottleneck", (3, 8, 36, 3)): "resnet152",
 }
 DEPTHS = {"resnet18": 18, "resnet34": 34, "resnet50": 50, "resnet101": 101, "resnet152": 152}
+# Output channels of the four stages (res2..res5) by depth: a basic block keeps its width, a bottleneck
+# ends in 4x its width (64, 128, 256, 512 per stage).
+STAGE_CHANNELS: dict[int, tuple[int, int, int, int]] = {
+    DEPTHS[name]: tuple(width * (4 if block == "bottleneck" else 1) for width in (64, 128, 256, 512))
+    for (block, _), name in ARCHS.items()
+}
 _BLOCK_KEY = re.compile(r"^layer([1-4])\.(\d+)\.")
 # BatchNorm buffers: statistics, not learned parameters.
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
@@ -57,20 +64,9 @@ def detect_arch(state_dict: Mapping[str, torch.Tensor], origin: str = "checkpoin
     if arch is None:
         raise UserError(f"{origin}: not a standard ResNet ({block_type} blocks, {tuple(counts)} per stage); "
                         "supported: ResNet-18/34/50/101/152")
-    expected = reference_shapes(arch)
-    missing = [k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked")]
-    extra = [k for k in state_dict if k not in expected]
-    wrong = [k for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k]]
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} keys missing (e.g. {missing[0]})")
-        if extra:
-            parts.append(f"{len(extra)} unknown keys (e.g. {extra[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} shapes differ (e.g. {k}: {tuple(state_dict[k].shape)}, expected {expected[k]})")
-        raise UserError(f"{origin}: looks like a {arch} but is not a standard torchvision {arch}: {'; '.join(parts)} "
+    fit = state_dict_fit(reference_shapes(arch), state_dict)
+    if not fit.fills():
+        raise UserError(f"{origin}: looks like a {arch} but is not a standard torchvision {arch}: {fit.describe()} "
                         "(ResNeXt and wide ResNets are not supported)")
     return arch
 

@@ -3,7 +3,7 @@
 Every tensor of a checkpoint is named by its path through the nested dicts
 (`state_dict.module.encoder_q.conv1.weight`); a layout is the prefix under which
 its backbone sits. Known layouts follow their own convention (MoCo: the query
-encoder, never the key encoder; SSA: the student, never the teacher).
+encoder, never the key encoder; our pretraining: the student, never the teacher).
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class SourceFormat:
     name: str
     description: str
     prefixes: tuple[str, ...]
-    # Extra condition on the checkpoint object for automatic detection (e.g. the `ssa` metadata).
+    # Extra condition on the checkpoint object for automatic detection (e.g. the `pretrain` metadata).
     marker: Callable[[Any], bool] = field(default=lambda ckpt: True)
     detectron2_names: bool = False
 
@@ -55,9 +55,9 @@ _TV_PREFIXES = ("", "module.", "state_dict.", "state_dict.module.", "model.", "m
 
 # Order matters: the first format whose marker holds and whose prefix holds a ResNet wins.
 SOURCES: dict[str, SourceFormat] = {f.name: f for f in (
-    SourceFormat("ssa", "this project's pretraining checkpoints (SSA, SEED, MoCo v2 runs): the student backbone",
+    SourceFormat("pretrain", "this project's pretraining checkpoints (SSA, SEED, MoCo v2 runs): the student backbone",
                  ("state_dict.student.backbone.", "state_dict.module.student.backbone."),
-                 marker=lambda c: _top(c, "ssa")),
+                 marker=lambda c: _top(c, "pretrain", "ssa")),  # "ssa": the metadata's name before the renaming
     SourceFormat("moco", "MoCo v1/v2 main_moco.py: the query encoder `module.encoder_q.`",
                  ("state_dict.module.encoder_q.", "state_dict.encoder_q.")),
     SourceFormat("moco_v3", "MoCo v3 ResNet: the base encoder `module.base_encoder.`",

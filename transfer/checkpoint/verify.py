@@ -14,8 +14,9 @@ import torch
 import torchvision
 
 from transfer.checkpoint.detectron2_names import to_detectron2_name
+from transfer.checkpoint.fit import is_batch_counter, state_dict_fit
 from transfer.checkpoint.reading import read_plain_pickle
-from transfer.checkpoint.resnet import DEPTHS, reference_shapes
+from transfer.checkpoint.resnet import DEPTHS, STAGE_CHANNELS, reference_shapes
 from transfer.checkpoint.targets import MMLAB_PREFIX
 
 # The engines each target is verified with (all that are importable).
@@ -69,17 +70,9 @@ def compare_loaded(check: EngineCheck, model_state: Mapping[str, torch.Tensor], 
     `file_state` is what the file holds (engine names), `expected` the values it should
     have put into the model; a batch counter absent from the source is not a problem.
     """
-    for key in model_state:
-        if ignore(key) or key in file_state:
-            continue
-        if key.endswith("num_batches_tracked") and key not in expected:
-            continue
-        check.missing.append(key)
-    for key, value in file_state.items():
-        if key not in model_state:
-            check.unexpected.append(key)
-        elif tuple(value.shape) != tuple(model_state[key].shape):
-            check.shape_mismatch.append(key)
+    fit = state_dict_fit(model_state, file_state,
+                         optional=lambda k: ignore(k) or (is_batch_counter(k) and k not in expected))
+    check.missing, check.unexpected, check.shape_mismatch = fit.missing, fit.unexpected, fit.wrong_shape
     for key, value in expected.items():
         got = model_state.get(key)
         if got is None or got.is_meta or key in check.shape_mismatch or tuple(got.shape) != tuple(value.shape):
@@ -164,7 +157,7 @@ def detectron2_backbone(arch: str) -> Any:
     cfg = get_cfg()
     depth = DEPTHS[arch]
     cfg.MODEL.RESNETS.DEPTH = depth
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if depth < 50 else 256
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = STAGE_CHANNELS[depth][0]
     cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
     cfg.MODEL.RESNETS.NORM = "BN"
     cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]

@@ -9,8 +9,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from transfer.pretrain.backbone import build_backbone
 from transfer.distributed import Processes
+from transfer.backbone import resnet_trunk
 
 
 class PooledBackbone(nn.Module):
@@ -35,10 +35,10 @@ def load_frozen_backbone(weights: str | os.PathLike | None, arch: str) -> tuple[
         from transfer.checkpoint import load_backbone
 
         state_dict, info = load_backbone(weights)
-        trunk = build_backbone(info["arch"], state_dict, origin=str(weights))
+        trunk = resnet_trunk(info["arch"], state_dict, origin=str(weights))
     else:
         torch.manual_seed(0)  # the random-init baseline is the same network every time
-        trunk = build_backbone(arch)
+        trunk = resnet_trunk(arch)
         info = {"source": None, "arch": arch}
     model = PooledBackbone(trunk).eval().requires_grad_(False)
     return model, info

@@ -24,8 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
 from transfer.distributed import Processes
-from transfer.pretrain.views import sample_seed
-from transfer.rng import rng_state, set_rng_state
+from transfer.rng import rng_state, sample_seed, set_rng_state
 
 STATE_FILE = "linear_last.pth"
 
@@ -45,7 +44,7 @@ def schedule(epochs: float, iters_per_epoch: int, milestones: list[float],
     return total, [round(m / epochs * total) for m in milestones]
 
 
-def lr_at(iteration: int, base_lr: float, milestones: list[int], gamma: float) -> float:
+def step_decay_lr(iteration: int, base_lr: float, milestones: list[int], gamma: float) -> float:
     """Step decay: base_lr * gamma ** (milestones passed)."""
     return base_lr * gamma ** sum(iteration >= m for m in milestones)
 
@@ -183,7 +182,7 @@ def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: P
         for i, (features, labels) in enumerate(batches.epoch(epoch)):
             if i < iteration - epoch * iters_per_epoch:
                 continue  # a resumed epoch: skip the batches already trained on
-            lr = lr_at(iteration, lin["lr"], milestones, lin["gamma"])
+            lr = step_decay_lr(iteration, lin["lr"], milestones, lin["gamma"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
             logits = net(features)

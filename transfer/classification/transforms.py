@@ -6,7 +6,7 @@ import math
 import torch
 import torchvision.transforms.v2 as T
 
-from transfer.pretrain.views import IMAGENET_MEAN, IMAGENET_STD
+from transfer.backbone import IMAGENET_MEAN, IMAGENET_STD
 
 
 def _to_normalized_tensor() -> list:

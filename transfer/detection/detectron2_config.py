@@ -4,11 +4,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from transfer.checkpoint.resnet import STAGE_CHANNELS
 from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
 from transfer.errors import UserError
 
 # Blocks per stage are fixed by the depth; R18/34 need 64 res2 channels (basic blocks), deeper ones 256.
-RES2_CHANNELS = {18: 64, 34: 64, 50: 256, 101: 256, 152: 256}
+RES2_CHANNELS = {depth: widths[0] for depth, widths in STAGE_CHANNELS.items()}
 # (key, floor) of the per-image region counts sized for ~800x1333 images (see mmdet_config.REGION_COUNTS).
 REGION_COUNTS = (("MODEL.RPN.POST_NMS_TOPK_TRAIN", 128), ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32),
                  ("MODEL.RPN.POST_NMS_TOPK_TEST", 50))

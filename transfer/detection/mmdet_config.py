@@ -9,12 +9,11 @@ from typing import Any
 import torch
 from mmengine.config import Config, ConfigDict
 
+from transfer.checkpoint.fit import StateDictFit, state_dict_fit
+from transfer.checkpoint.resnet import STAGE_CHANNELS  # output channels of res2..res5 by depth
 from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
 from transfer.errors import UserError
 
-# Output channels of res2..res5 for each ResNet depth (BasicBlock: 64..512, Bottleneck: 256..2048).
-STAGE_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048),
-                  101: (256, 512, 1024, 2048), 152: (256, 512, 1024, 2048)}
 DATASET_TYPES = ("VOCDataset", "CocoDataset")
 
 
@@ -121,19 +120,9 @@ def build_module(cfg: Config, path: str) -> torch.nn.Module:
         return MODELS.build(module_cfg)
 
 
-def weight_coverage(cfg: Config, state_dict: Mapping[str, torch.Tensor]) -> dict[str, dict[str, list[str]]]:
-    """For each pretrained module of the config: the keys it has that `state_dict` lacks (`missing`), and those whose
-    shape differs (`wrong`); BN batch counters are left out."""
-    out = {}
-    for path in pretrained_modules(cfg):
-        module_state = build_module(cfg, path).state_dict()
-        wanted = {k: v for k, v in module_state.items() if not k.endswith("num_batches_tracked")}
-        out[path] = {
-            "missing": [k for k in wanted if k not in state_dict],
-            "wrong": [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in wanted.items()
-                      if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)],
-        }
-    return out
+def weight_coverage(cfg: Config, state_dict: Mapping[str, torch.Tensor]) -> dict[str, StateDictFit]:
+    """For each pretrained module of the config: how `state_dict` fills it (BN batch counters may be missing)."""
+    return {path: state_dict_fit(build_module(cfg, path).state_dict(), state_dict) for path in pretrained_modules(cfg)}
 
 
 def check_weights_load(cfg: Config, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
@@ -144,11 +133,11 @@ def check_weights_load(cfg: Config, state_dict: Mapping[str, torch.Tensor], orig
     The one tensor group no backbone checkpoint has is the res5 head's extra norm (`norm.*`).
     """
     problems = []
-    for path, found in weight_coverage(cfg, state_dict).items():
-        missing = [k for k in found["missing"] if not (path.endswith("shared_head") and k.startswith("norm."))]
-        if missing or found["wrong"]:
-            problems.append(f"{path}: {len(missing)} tensors missing (e.g. {', '.join(missing[:3]) or '-'}), "
-                            f"{len(found['wrong'])} with another shape (e.g. {', '.join(found['wrong'][:2]) or '-'})")
+    for path, fit in weight_coverage(cfg, state_dict).items():
+        if path.endswith("shared_head"):
+            fit.missing = [k for k in fit.missing if not k.startswith("norm.")]
+        if not fit.fills(allow_unexpected=True):  # the checkpoint also holds the other module's tensors
+            problems.append(f"{path}: {fit.describe(allow_unexpected=True)}")
     if problems:
         raise UserError(f"{origin} does not fit the config (ResNet-{cfg.model.backbone.depth}): "
                         + "; ".join(problems))

@@ -2,7 +2,7 @@
 
 What a step sees is a pure function of (seed, epoch, batch index): the order of
 an epoch is a permutation seeded by (seed, epoch), and the views of an image by
-(seed, epoch, index) (`views.sample_seed`). So a run resumed at step k sees
+(seed, epoch, index) (`transfer.rng.sample_seed`). So a run resumed at step k sees
 exactly what an uninterrupted run sees from step k, with any number of workers,
 and process r of W always takes slice r of each global batch.
 """
@@ -18,7 +18,8 @@ from torchvision.datasets import ImageFolder
 
 from transfer.data import check_command, check_dataset, find_dataset, read_rgb
 from transfer.errors import UserError
-from transfer.pretrain.views import MoCoV2Views, sample_seed
+from transfer.pretrain.views import MoCoV2Views
+from transfer.rng import sample_seed
 
 
 def find_train_images(data: str | os.PathLike | None, decode_images: bool = False) -> Path:

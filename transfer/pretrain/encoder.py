@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transfer.pretrain.backbone import ResNetTrunk
+from transfer.backbone import ResNetTrunk
 from transfer.pretrain.heads import ProjectionHeads
 
 

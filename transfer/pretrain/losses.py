@@ -1,8 +1,15 @@
-"""The loss terms of method.md, as functions of embeddings (one view pair, one direction each).
+"""The three loss terms of method.md, each a function of its name: L_cd, L_align, L_ssa.
+
+    Loss = L_cd + a * L_align + b * L_ssa
+- `contrastive_distillation`: L_cd (SEED's soft target and the InfoNCE of s against t);
+- `feature_alignment`:        L_align;
+- `sparse_spatial_aggregation`: L_ssa, built from `location_scores`, `select_locations`
+  and `aggregate`.
 
 Notation: s, t are l2-normalised student / teacher embeddings (N x d), Q a queue
 of teacher embeddings (K x d), P a dense embedding map (N x HW x d, l2-normalised
-per location). Every function returns the mean over the batch.
+per location). Every function returns the mean over the batch. The model calls them
+with autocast off, so they run in the embeddings' dtype (float32) even in a bf16 run.
 """
 from __future__ import annotations
 
@@ -45,7 +52,9 @@ def feature_alignment(p_s: torch.Tensor, p_t: torch.Tensor) -> torch.Tensor:
 def location_scores(p_t: torch.Tensor, t: torch.Tensor, tau_a: float) -> torch.Tensor:
     """a_i = softmax_i(p_T(F_T)[i] . t / tau_a): how much each location agrees with the global embedding.
 
-    p_t: N x HW x d, t: N x d -> N x HW (each row sums to 1).
+    p_t: N x HW x d, t: N x d -> N x HW (each row sums to 1). The softmax keeps the
+    order of the locations, so the top-rho selection is the same at any tau_a: tau_a
+    matters only where the kept a_i are the weights (`weighting="softmax"`).
     """
     return F.softmax(torch.einsum("nld,nd->nl", p_t, t) / tau_a, dim=1)
 
@@ -69,7 +78,7 @@ def select_locations(scores: torch.Tensor, rho: float, weighting: str = "uniform
     elif weighting == "softmax":
         weight = top / top.sum(dim=1, keepdim=True)
     else:
-        raise ValueError(f"unknown ssa weighting {weighting!r} (uniform or softmax)")
+        raise ValueError(f"unknown aggregation weighting {weighting!r} (uniform or softmax)")
     return index, weight
 
 
@@ -77,3 +86,24 @@ def aggregate(dense: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) ->
     """z = normalise(sum_{i in top} w_i P[i]): dense N x HW x d, index/weight N x k -> N x d."""
     picked = dense.gather(1, index.unsqueeze(2).expand(-1, -1, dense.shape[2]))  # N x k x d
     return F.normalize((weight.unsqueeze(2) * picked).sum(dim=1), dim=1)  # N x d
+
+
+def sparse_spatial_aggregation(p_s: torch.Tensor, p_t: torch.Tensor, t: torch.Tensor, queue: torch.Tensor,
+                               rho: float, tau_a: float, tau: float,
+                               weighting: str = "uniform") -> tuple[torch.Tensor, torch.Tensor]:
+    """L_ssa of both directions, and the teacher aggregates z_T to enqueue.
+
+    Inputs hold both views stacked, [view 1; view 2]: p_s, p_t 2N x HW x d, t 2N x d,
+    queue K' x d of teacher aggregates. The teacher's scores a_i pick the top rho*HW
+    locations of each view; the student and the teacher are pooled there (z_S, z_T),
+    and z_S of one view is contrasted with z_T of the other (InfoNCE against the queue):
+        L_ssa = (InfoNCE(z_S1, z_T2) + InfoNCE(z_S2, z_T1)) / 2.
+    """
+    scores = location_scores(p_t, t, tau_a)  # 2N x HW
+    index, weight = select_locations(scores, rho, weighting)  # 2N x k each
+    z_s = aggregate(p_s, index, weight)  # 2N x d: the student pooled where the teacher looks
+    z_t = aggregate(p_t, index, weight)  # 2N x d
+    zs1, zs2 = z_s.chunk(2)
+    zt1, zt2 = z_t.chunk(2)
+    loss = (info_nce(zs1, zt2, queue, tau) + info_nce(zs2, zt1, queue, tau)) / 2
+    return loss, z_t

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from transfer.pretrain.backbone import build_backbone
+from transfer.backbone import resnet_trunk
 from transfer.pretrain.encoder import Encoder
 
 
@@ -27,7 +27,7 @@ def load_frozen_teacher(path: str | os.PathLike, head_hidden: int, head_dim: int
     from transfer.checkpoint import load_backbone  # the converter's reader (contract 1)
 
     state_dict, info = load_backbone(path)
-    backbone = build_backbone(info["arch"], state_dict, origin=str(path))
+    backbone = resnet_trunk(info["arch"], state_dict, origin=str(path))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         teacher = Encoder(backbone, head_hidden, head_dim, dense=dense, shared=shared, norm=norm)

@@ -13,12 +13,12 @@ from torch.nn.parallel import DistributedDataParallel
 from transfer.engine.internals import ddp_ignore
 from transfer.errors import UserError
 from transfer.pretrain import checkpoint as ckpt
-from transfer.pretrain.backbone import build_backbone
+from transfer.backbone import resnet_trunk
 from transfer.pretrain.data import ResumableSampler, TwoViewImages, build_loader, find_train_images
 from transfer.distributed import Processes, close_processes, init_processes
 from transfer.pretrain.encoder import Encoder
 from transfer.pretrain.logs import CURVES_FILE, LOG_FILE, TrainLog, plot_loss_curves
-from transfer.pretrain.ssa import LossSettings, PretrainModel
+from transfer.pretrain.model import LossSettings, PretrainModel
 from transfer.pretrain.teacher import ema_momentum, ema_teacher, load_frozen_teacher
 from transfer.pretrain.views import MoCoV2Views
 
@@ -38,19 +38,21 @@ def validate_config(cfg: dict[str, Any]) -> None:
     loss = cfg["loss"]
     if cfg["method"] == "moco_v2" and cfg["teacher"]["checkpoint"]:
         raise UserError("moco_v2 has no pretrained teacher (its key encoder is an EMA of the student): drop --teacher")
-    if not any(loss[k] > 0 for k in ("cd_soft_weight", "cd_nce_weight", "align_weight", "ssa_weight")):
+    agg = cfg["aggregation"]
+    if not any(loss[k] > 0 for k in ("cd_soft_weight", "cd_nce_weight", "align_weight", "aggregation_weight")):
         raise UserError("every loss weight is 0: nothing to train (loss.cd_soft_weight, cd_nce_weight, "
-                        "align_weight, ssa_weight)")
-    if not 0 < cfg["ssa"]["rho"] <= 1:
-        raise UserError(f"ssa.rho must be in (0, 1], not {cfg['ssa']['rho']}")
-    if cfg["ssa"]["weighting"] not in ("uniform", "softmax"):
-        raise UserError(f"ssa.weighting must be uniform or softmax, not {cfg['ssa']['weighting']!r}")
+                        "align_weight, aggregation_weight)")
+    if not 0 < agg["rho"] <= 1:
+        raise UserError(f"aggregation.rho must be in (0, 1], not {agg['rho']}")
+    if agg["weighting"] not in ("uniform", "softmax"):
+        raise UserError(f"aggregation.weighting must be uniform or softmax, not {agg['weighting']!r}")
     if head_norm(cfg) not in ("bn", "none"):
         raise UserError(f"model.head_norm must be bn or none, not {head_norm(cfg)!r}")
     if cfg["teacher"]["heads"] not in ("random", "align"):
         raise UserError(f"teacher.heads must be random or align, not {cfg['teacher']['heads']!r}")
-    if not loss["symmetric"] and (loss["align_weight"] > 0 or loss["ssa_weight"] > 0):
-        raise UserError("loss.symmetric=false works only without the dense terms (align_weight = ssa_weight = 0)")
+    if not loss["symmetric"] and (loss["align_weight"] > 0 or loss["aggregation_weight"] > 0):
+        raise UserError("loss.symmetric=false works only without the dense terms "
+                        "(align_weight = aggregation_weight = 0)")
     for key in ("tau_s", "tau_t"):
         if not loss[key] > 0:
             raise UserError(f"loss.{key} must be > 0, not {loss[key]}")
@@ -64,13 +66,13 @@ def head_norm(cfg: dict[str, Any]) -> str:
 
 
 def loss_settings(cfg: dict[str, Any]) -> LossSettings:
-    """The model's LossSettings from the config's `loss` and `ssa` sections."""
-    loss, ssa = cfg["loss"], cfg["ssa"]
+    """The model's LossSettings from the config's `loss` and `aggregation` sections."""
+    loss, agg = cfg["loss"], cfg["aggregation"]
     return LossSettings(cd_soft_weight=float(loss["cd_soft_weight"]), cd_nce_weight=float(loss["cd_nce_weight"]),
-                        align_weight=float(loss["align_weight"]), ssa_weight=float(loss["ssa_weight"]),
+                        align_weight=float(loss["align_weight"]), aggregation_weight=float(loss["aggregation_weight"]),
                         tau_s=float(loss["tau_s"]), tau_t=float(loss["tau_t"]), symmetric=bool(loss["symmetric"]),
-                        rho=float(ssa["rho"]), tau_a=float(ssa["tau_a"]), weighting=ssa["weighting"],
-                        ssa_tau=float(ssa["tau"]))
+                        rho=float(agg["rho"]), tau_a=float(agg["tau_a"]), weighting=agg["weighting"],
+                        aggregation_tau=float(agg["tau"]))
 
 
 def build_model(cfg: dict[str, Any]) -> tuple[PretrainModel, dict[str, Any]]:
@@ -79,7 +81,7 @@ def build_model(cfg: dict[str, Any]) -> tuple[PretrainModel, dict[str, Any]]:
     m = cfg["model"]
     torch.manual_seed(cfg["seed"])
     norm = head_norm(cfg) == "bn"
-    student = Encoder(build_backbone(m["arch"]), m["head_hidden"], m["head_dim"], dense=settings.dense,
+    student = Encoder(resnet_trunk(m["arch"]), m["head_hidden"], m["head_dim"], dense=settings.dense,
                       shared=m["share_heads"], norm=norm)
     path = cfg["teacher"]["checkpoint"]
     if path:
@@ -89,12 +91,12 @@ def build_model(cfg: dict[str, Any]) -> tuple[PretrainModel, dict[str, Any]]:
     else:
         teacher = ema_teacher(student)
         teacher_info = {"kind": "ema", "path": None, "arch": m["arch"], "source": None}
-    model = PretrainModel(student, teacher, settings, m["queue_size"], cfg["ssa"]["queue_size"], ema=not path,
+    model = PretrainModel(student, teacher, settings, m["queue_size"], cfg["aggregation"]["queue_size"], ema=not path,
                           seed=cfg["seed"])
     return model, teacher_info
 
 
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedule: str) -> float:
+def warmup_cosine_lr(step: int, total_steps: int, base_lr: float, warmup_steps: int, schedule: str) -> float:
     """Linear warm-up over `warmup_steps`, then cosine to 0 at `total_steps` (or constant)."""
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -143,7 +145,7 @@ def train(config: dict[str, Any], work_dir: str | os.PathLike, resume: bool | st
     record = ckpt.load_checkpoint(resume_from) if resume_from else None
     ignored: list[str] = []
     if record is not None:
-        config, ignored = _merge_resumed_config(record["ssa"]["config"], config)
+        config, ignored = _merge_resumed_config(record["pretrain"]["config"], config)
     validate_config(config)
 
     on_gpu = torch.cuda.is_available()
@@ -200,14 +202,14 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
     if record is not None:
         model.load_state_dict(record["state_dict"])
         optimizer.load_state_dict(record["optimizer"])
-        start_step = int(record["ssa"]["step"])
+        start_step = int(record["pretrain"]["step"])
         ckpt.set_rng_state(record["rng"])
     net: torch.nn.Module = model
     if procs.world_size > 1:
         # the teacher and the queues are the same on every process by construction: DDP leaves them alone
         frozen = [f"teacher.{n}" for n, p in model.teacher.named_parameters() if not p.requires_grad]
         frozen += [f"teacher.{n}" for n, _ in model.teacher.named_buffers()]
-        frozen += [n for n, _ in model.named_buffers() if n.startswith(("queue.", "ssa_queue."))]
+        frozen += [n for n, _ in model.named_buffers() if n.startswith(("queue.", "aggregate_queue."))]
         ddp_ignore(model, frozen)
         net = DistributedDataParallel(model, device_ids=[device.index] if on_gpu else None, broadcast_buffers=True)
 
@@ -242,7 +244,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
         f"{', bf16' if amp else ''}{', channels_last' if channels_last else ''}")
     if cfg["model"]["queue_size"] > len(dataset):
         say(f"warning: the queue holds {cfg['model']['queue_size']} keys but the dataset has {len(dataset)} images: "
-            "older views of the same images become negatives; consider model.queue_size and ssa.queue_size "
+            "older views of the same images become negatives; consider model.queue_size and aggregation.queue_size "
             "below the number of images")
 
     warmup_steps = int(cfg["optim"]["warmup_epochs"] * steps_per_epoch)
@@ -259,7 +261,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
                 if channels_last:
                     view1 = view1.contiguous(memory_format=torch.channels_last)
                     view2 = view2.contiguous(memory_format=torch.channels_last)
-                step_lr = lr_at(step, total_steps, lr, warmup_steps, cfg["optim"]["schedule"])
+                step_lr = warmup_cosine_lr(step, total_steps, lr, warmup_steps, cfg["optim"]["schedule"])
                 for group in optimizer.param_groups:
                     group["lr"] = step_lr
                 if step == 0:

@@ -2,9 +2,9 @@
 
 A view is `RandomResizedCrop(scale 0.2-1) -> colour jitter 0.4/0.4/0.4/0.1 (p=0.8)
 -> grayscale (p=0.2) -> Gaussian blur (p=0.5) -> horizontal flip (p=0.5)`, the
-MoCo v2 recipe. The crop box and the flip are returned with the view, so every
-location of a feature map can be mapped back to image coordinates (and from there
-to the other view), as PixPro does: `feature_locations`.
+MoCo v2 recipe. The crop box and the flip are returned with the view (method.md
+asks to keep them, so a location of a feature map can be mapped back to the image,
+as PixPro does; no loss term of ours uses them yet).
 
 The randomness of a view comes only from a seed derived from (run seed, epoch,
 image index), never from the process-wide RNG: the same image in the same epoch
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torchvision.transforms.v2 as T
 import torchvision.transforms.v2.functional as F
 from PIL import Image, ImageFilter
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from transfer.backbone import IMAGENET_MEAN, IMAGENET_STD
+
 
 # Layout of one view's parameter row (a float tensor, so a batch of them collates to N x 7).
 PARAM_FIELDS = ("top", "left", "height", "width", "flipped", "image_height", "image_width")
@@ -37,11 +36,6 @@ class PILGaussianBlur:
     def __call__(self, image: Image.Image) -> Image.Image:
         sigma = self.sigma[0] + (self.sigma[1] - self.sigma[0]) * torch.rand(1).item()
         return image.filter(ImageFilter.GaussianBlur(radius=sigma))
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for the views of image `index` in `epoch` of the run seeded `seed`."""
-    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
 class MoCoV2Views:
@@ -79,39 +73,3 @@ class MoCoV2Views:
             v1, p1 = self.view(image)
             v2, p2 = self.view(image)
         return v1, v2, p1, p2
-
-
-def feature_locations(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Image coordinates (x, y) of the centre of every location of an H x W feature map of each view.
-
-    params: N x 7 (`PARAM_FIELDS`) -> N x (H*W) x 2, locations in row-major order
-    (the order of `feature.flatten(2)`), coordinates in pixels of the original image.
-    """
-    top, left, box_h, box_w, flipped = params[:, 0:1], params[:, 1:2], params[:, 2:3], params[:, 3:4], params[:, 4:5]
-    # centres of the cells in [0, 1] of the view: H*W each
-    ys = (torch.arange(height, dtype=params.dtype) + 0.5) / height
-    xs = (torch.arange(width, dtype=params.dtype) + 0.5) / width
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    gx, gy = gx.reshape(1, -1), gy.reshape(1, -1)  # 1 x HW
-    # a flipped view's column x came from column 1 - x of the crop
-    gx = torch.where(flipped > 0.5, 1 - gx, gx)  # N x HW
-    x = left + gx * box_w
-    y = top + gy.expand_as(x) * box_h
-    return torch.stack([x, y], dim=-1)  # N x HW x 2
-
-
-def location_distances(params1: torch.Tensor, params2: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Distance between every location of view 1 and every location of view 2, in units of a feature cell.
-
-    N x HW x HW; a cell is the view-1 box size divided by the map size (PixPro's
-    normalisation), so `distances < 0.7` are PixPro's positive pairs.
-    """
-    p1 = feature_locations(params1, height, width)
-    p2 = feature_locations(params2, height, width)
-    cell = torch.stack([params1[:, 3] / width, params1[:, 2] / height], dim=-1).unsqueeze(1)  # N x 1 x 2
-    return torch.cdist(p1 / cell, p2 / cell)
-
-
-def center_crop_size(size: int) -> int:
-    """The resize of the evaluation transform for a crop of `size` (256 for 224, the ImageNet convention)."""
-    return int(math.floor(size * 256 / 224 + 0.5))

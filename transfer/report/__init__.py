@@ -2,7 +2,7 @@
 
 One concept per file:
 - `columns`: the paper's benchmark columns and how a cell is written;
-- `reference`: the paper's table (shared/docs/paper.md) and its data copy benchmarks/reference.json;
+- `reference`: the published figures, benchmarks/reference.json (data in the repository);
 - `runs`: a results index and the metrics.json files it names;
 - `compare`: SSA minus SEED / MoCo v2, and the SSA / MoCo v2 cost, computed from the numbers;
 - `performance`: benchmarks/results/*.json;

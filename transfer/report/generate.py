@@ -9,7 +9,7 @@ from transfer.fileio import atomic_path
 from transfer.report.markdown import render_markdown, shown_path
 from transfer.report.performance import load_benchmarks
 from transfer.report.plot import render_comparison_png
-from transfer.report.reference import resolve_reference, write_reference_json
+from transfer.report.reference import load_reference_json
 from transfer.report.runs import load_index
 from transfer.results import command_line
 
@@ -17,14 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "benchmarks.md"
 DEFAULT_PLOT = REPO / "benchmarks" / "comparison.png"
 DEFAULT_BENCH_DIR = REPO / "benchmarks" / "results"
-DEFAULT_REFERENCE = REPO / "benchmarks" / "reference.json"
-# The paper lives in shared/, beside the clone (CI, checkouts) or inside it.
-PAPER_CANDIDATES = (REPO.parent / "shared" / "docs" / "paper.md", REPO / "shared" / "docs" / "paper.md")
-
-
-def default_paper() -> Path:
-    """The first shared/docs/paper.md that exists, beside or inside the checkout (the first if none)."""
-    return next((p for p in PAPER_CANDIDATES if p.is_file()), PAPER_CANDIDATES[0])
+DEFAULT_REFERENCE = REPO / "benchmarks" / "reference.json"  # the published figures: the report's only source
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -35,7 +28,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def make_benchmarks(index_paths: Sequence[str | os.PathLike] = (), *, bench_dir: str | os.PathLike = DEFAULT_BENCH_DIR,
-                    paper: str | os.PathLike | None = None, out: str | os.PathLike = DEFAULT_OUT,
+                    out: str | os.PathLike = DEFAULT_OUT,
                     plot: str | os.PathLike = DEFAULT_PLOT, reference_json: str | os.PathLike = DEFAULT_REFERENCE,
                     command: str | None = None) -> dict[str, Path]:
     """Write benchmarks.md and the comparison plot (when a table has numbers); return the paths written.
@@ -44,12 +37,8 @@ def make_benchmarks(index_paths: Sequence[str | os.PathLike] = (), *, bench_dir:
     UserError naming the file) leaves every output as it was.
     """
     out, plot, bench_dir, reference_json = Path(out), Path(plot), Path(bench_dir), Path(reference_json)
-    paper_path = Path(paper) if paper is not None else default_paper()
-    reference, read_from = resolve_reference(paper_path, reference_json, paper_required=paper is not None)
-    if read_from != str(paper_path):
-        read_from = f"{shown_path(reference_json, out.parent)}, the data copy of {reference['source']}"
-    else:
-        read_from = reference["source"]
+    reference = load_reference_json(reference_json)
+    read_from = shown_path(reference_json, out.parent)
     tables = [load_index(p) for p in index_paths]
     benchmarks = load_benchmarks(bench_dir)
     png = render_comparison_png(tables)
@@ -66,10 +55,3 @@ def make_benchmarks(index_paths: Sequence[str | os.PathLike] = (), *, bench_dir:
     written["markdown"] = out
     return written
 
-
-def update_reference(paper: str | os.PathLike | None = None,
-                     reference_json: str | os.PathLike = DEFAULT_REFERENCE) -> Path:
-    """Rewrite benchmarks/reference.json from the paper's table (the paper must be there)."""
-    paper_path = Path(paper) if paper is not None else default_paper()
-    reference, _ = resolve_reference(paper_path, Path(reference_json), paper_required=True, warn_stale=False)
-    return write_reference_json(reference, reference_json)

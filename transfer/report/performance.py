@@ -15,7 +15,7 @@ from typing import Any
 from transfer.errors import UserError
 from transfer.report.compare import cost_ratio
 from transfer.report.columns import is_number
-from transfer.report.runs import SCHEMA, describe_machine, read_json
+from transfer.report.runs import describe_machine, read_record
 
 # The benchmark scripts of the project; a name missing here is reported as not measured.
 EXPECTED_BENCHMARKS = ("convert", "pretrain_cpu", "detection_cpu", "segmentation_cpu",
@@ -43,11 +43,7 @@ class BenchmarkFile:
 
 def load_benchmark(path: Path) -> BenchmarkFile:
     """Read and check one benchmarks/results/NAME.json."""
-    record = read_json(path, "the benchmark file")
-    if not isinstance(record, dict):
-        raise UserError(f"{path}: not a benchmark file (expected a JSON object)")
-    if record.get("schema") != SCHEMA:
-        raise UserError(f"{path}: benchmark schema {record.get('schema')!r} is not supported (expected {SCHEMA})")
+    record = read_record(path, "the benchmark file")
     figures = record.get("figures")
     if not isinstance(figures, list):
         raise UserError(f"{path}: 'figures' is missing or not a list")

@@ -100,15 +100,22 @@ def read_json(path: Path, what: str) -> Any:
         raise UserError(f"{path}: {what} is not valid JSON ({e.msg}, line {e.lineno})") from e
 
 
+def read_record(path: Path, what: str, schema: int = SCHEMA) -> dict[str, Any]:
+    """A JSON object of the given `schema` (`what` names it in errors, e.g. "the metrics file")."""
+    record = read_json(path, what)
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: {what} must be a JSON object")
+    if record.get("schema") != schema:
+        raise UserError(f"{path}: {what} has schema {record.get('schema')!r}, which is not supported "
+                        f"(expected {schema})")
+    return record
+
+
 def load_task_result(path: Path, task: str, where: str) -> TaskResult:
     """Read and check one metrics.json written by `transfer.results.write_metrics` for `task`."""
     if not path.is_file():
         raise UserError(f"{path}: the metrics file named by {where} does not exist")
-    record = read_json(path, "the metrics file")
-    if not isinstance(record, dict):
-        raise UserError(f"{path}: not a metrics file (expected a JSON object)")
-    if record.get("schema") != SCHEMA:
-        raise UserError(f"{path}: metrics schema {record.get('schema')!r} is not supported (expected {SCHEMA})")
+    record = read_record(path, "the metrics file")
     if record.get("task") != task:
         raise UserError(f"{path}: holds task {record.get('task')!r}, but {where} lists it as {task!r}")
     metrics = record.get("metrics")
@@ -146,11 +153,7 @@ def _check_row(row: Any, number: int, path: Path) -> None:
 def load_index(path: str | Path) -> TransferTable:
     """Read a results index and every metrics.json it names; any bad input is a UserError naming the file."""
     path = Path(path)
-    index = read_json(path, "the results index")
-    if not isinstance(index, dict):
-        raise UserError(f"{path}: not a results index (expected a JSON object)")
-    if index.get("schema") != SCHEMA:
-        raise UserError(f"{path}: results index schema {index.get('schema')!r} is not supported (expected {SCHEMA})")
+    index = read_record(path, "the results index")
     raw_rows = index.get("rows")
     if not isinstance(raw_rows, list) or not raw_rows:
         raise UserError(f"{path}: 'rows' is missing or empty")

@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from mmengine.config import Config, ConfigDict
 
+from transfer.checkpoint.fit import state_dict_fit
+from transfer.checkpoint.resnet import STAGE_CHANNELS  # output channels of res2..res5 by depth
 from transfer.errors import UserError
 
-# Output channels of the two last ResNet stages (the FCN head reads stage 4, the auxiliary head stage 3).
-_STAGE_CHANNELS = {18: (256, 512), 34: (256, 512), 50: (1024, 2048), 101: (1024, 2048), 152: (1024, 2048)}
 # Head widths (auxiliary, FCN) for the basic-block ResNets, as mmseg's own fcn_r18-d8 configs set them;
 # the bottleneck ResNets keep the protocol's (256, 512).
 _BASIC_BLOCK_HEAD_CHANNELS = (64, 128)
@@ -80,10 +80,10 @@ def set_backbone_depth(cfg: Config, depth: int) -> str | None:
     for ResNet-18); ResNet-18/34 also get mmseg's narrower heads (128/64 channels
     for its fcn_r18-d8 configs) -- override `model.decode_head.channels` to change it.
     """
-    if depth not in _STAGE_CHANNELS:
-        raise UserError(f"ResNet depth {depth} is not supported; expected one of {sorted(_STAGE_CHANNELS)}")
+    if depth not in STAGE_CHANNELS:
+        raise UserError(f"ResNet depth {depth} is not supported; expected one of {sorted(STAGE_CHANNELS)}")
     cfg.model.backbone.depth = depth
-    aux_in, decode_in = _STAGE_CHANNELS[depth]
+    aux_in, decode_in = STAGE_CHANNELS[depth][2:]  # the auxiliary head reads res4, the FCN head res5
     old_in = int(cfg.model.decode_head.in_channels)
     if old_in == decode_in:  # the heads already fit this depth
         return None
@@ -127,19 +127,22 @@ def check_backbone_loads(cfg: Config, state_dict: Mapping[str, torch.Tensor], or
     """Raise a UserError unless every parameter and buffer of the config's backbone is in `state_dict` with its shape.
 
     mmengine's `Pretrained` init loads non-strictly and only logs what it
-    skipped; a deep-stem backbone (`ResNetV1c`) or a wrong depth would train
-    from random weights without a word.
+    skipped; a deep-stem backbone (`ResNetV1c`) given a standard-stem checkpoint,
+    the converse, or a wrong depth would train from random weights without a word.
+    This check covers `transfer.checkpoint.check_mmseg_backbone`'s stem check, and
+    says which stem is wrong.
     """
-    model_state = build_backbone(cfg).state_dict()
-    wanted = {k: v for k, v in model_state.items() if not k.endswith("num_batches_tracked")}
-    missing = [k for k in wanted if k not in state_dict]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}" for k, v in wanted.items()
-             if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or wrong:
-        kind = cfg.model.backbone.get("type")
-        stem = " The SSL ResNet stem is one 7x7 conv: use type='ResNet' with deep_stem=False (not ResNetV1c/V1d)." \
-            if any(k.startswith("stem.") for k in missing) else ""
-        raise UserError(
-            f"{origin} does not fit the config's backbone ({kind}, depth {cfg.model.backbone.depth}): "
-            f"{len(missing)} of {len(wanted)} tensors missing (e.g. {', '.join(missing[:4]) or '-'}), "
-            f"{len(wrong)} with another shape (e.g. {', '.join(wrong[:2]) or '-'}).{stem}")
+    fit = state_dict_fit(build_backbone(cfg).state_dict(), state_dict)
+    if fit.fills(allow_unexpected=True):
+        return
+    kind = cfg.model.backbone.get("type")
+    stem = ""
+    if any(k.startswith("stem.") for k in fit.missing):
+        stem = (" The backbone has a deep stem (3 convs) but the checkpoint has the standard 7x7 stem, so the stem "
+                "would stay randomly initialised: use type='ResNet' with deep_stem=False (not ResNetV1c/V1d), "
+                "as the MoCo/DenseCL protocol does.")
+    elif "conv1.weight" in fit.missing and any(k.startswith("stem.") for k in state_dict):
+        stem = (" The backbone has the standard stem but the checkpoint has a deep stem (ResNetV1c/d), so conv1 "
+                "would stay randomly initialised: use a ResNetV1c backbone or a standard checkpoint.")
+    raise UserError(f"{origin} does not fit the config's backbone ({kind}, depth {cfg.model.backbone.depth}): "
+                    f"{fit.describe(allow_unexpected=True)}.{stem}")

@@ -1,19 +1,9 @@
-"""Cityscapes pixel-level evaluation: the official script, and a vectorised path that computes the same numbers.
+"""Cityscapes pixel-level evaluation by the official script (cityscapesscripts `evalPixelLevelSemanticLabeling`).
 
-The official definition (cityscapesscripts `evalPixelLevelSemanticLabeling`):
-a confusion matrix over label ids (rows ground truth, columns prediction, every
-pixel counted); for each of the 19 evaluated classes c, TP = C[c, c],
-FN = row sum - TP (a pixel of c predicted as anything else, ignored labels
-included), FP = column sum over the rows of evaluated labels - TP (pixels whose
-ground truth is ignored never count); IoU = TP / (TP + FP + FN), undefined (nan)
-when that is 0; mIoU is the mean over the defined classes.
-
-`evaluate_official` runs the script itself on prediction PNGs; `evaluate_label_maps`
-builds the same matrix with one `numpy.bincount` per image instead of the script's
-`np.unique` over every pixel (its Cython extension is not in the PyPI wheel), and
-reads images in threads. With numpy 2 both are fast and PNG decoding dominates
-(benchmarks/bench_segmentation.py); the second is an independent implementation
-of the definition, which the tests hold against the script.
+Training runs evaluate with mmseg's IoUMetric (`transfer.segmentation.metric`);
+`evaluate_official` runs the official script on prediction PNGs, so the tests can
+hold mmseg's numbers against it. `train_ids_to_label_ids` turns mmseg's train-id
+predictions into the label ids the script reads.
 """
 from __future__ import annotations
 
@@ -21,23 +11,17 @@ import copy
 import io
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as CS_LABELS
-from PIL import Image
 
 from transfer.data.cityscapes import CLASSES
 from transfer.errors import UserError
 
-NUM_LABEL_IDS = max(lab.id for lab in CS_LABELS) + 1  # 34: the official confusion matrix is 34 x 34
 # Label id of each train id (0..18), in train-id order; train id 255 (ignore) becomes 0 ("unlabeled").
 EVAL_LABEL_IDS: tuple[int, ...] = tuple(next(lab.id for lab in CS_LABELS if lab.trainId == t) for t in range(19))
-# Rows of the confusion matrix whose ground truth is evaluated (ignoreInEval False).
-_EVALUATED_ROWS = np.zeros(NUM_LABEL_IDS, bool)
-_EVALUATED_ROWS[[lab.id for lab in CS_LABELS if lab.id >= 0 and not lab.ignoreInEval]] = True
 _TRAIN_TO_LABEL = np.zeros(256, np.uint8)
 _TRAIN_TO_LABEL[:19] = EVAL_LABEL_IDS
 
@@ -47,78 +31,10 @@ def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     return _TRAIN_TO_LABEL[train_ids]
 
 
-def confusion_matrix(gt_label_ids: np.ndarray, pred_label_ids: np.ndarray) -> np.ndarray:
-    """The (34, 34) int64 confusion matrix of one image pair of label-id maps (rows ground truth)."""
-    if gt_label_ids.shape != pred_label_ids.shape:
-        raise ValueError(f"ground truth {gt_label_ids.shape} and prediction {pred_label_ids.shape} differ in size")
-    top = max(int(gt_label_ids.max(initial=0)), int(pred_label_ids.max(initial=0)))
-    if top >= NUM_LABEL_IDS or min(int(gt_label_ids.min(initial=0)), int(pred_label_ids.min(initial=0))) < 0:
-        raise ValueError(f"label ids must be in 0..{NUM_LABEL_IDS - 1} (got up to {top}); "
-                         "predictions must be label ids, not train ids with 255")
-    # one code per (ground truth, prediction) pair: 34 * 34 codes fit in uint16
-    codes = gt_label_ids.astype(np.uint16) * np.uint16(NUM_LABEL_IDS)
-    codes += pred_label_ids.astype(np.uint16, copy=False)
-    counts = np.bincount(codes.ravel(), minlength=NUM_LABEL_IDS * NUM_LABEL_IDS)
-    return counts.reshape(NUM_LABEL_IDS, NUM_LABEL_IDS).astype(np.int64)
-
-
-def class_iou(confusion: np.ndarray) -> dict[str, float]:
-    """IoU (0-1, nan when undefined) of each of the 19 classes from a label-id confusion matrix, official definition."""
-    confusion = confusion.astype(np.int64)
-    ids = np.array(EVAL_LABEL_IDS)
-    tp = confusion[ids, ids]
-    fn = confusion[ids, :].sum(1) - tp
-    fp = confusion[_EVALUATED_ROWS, :].sum(0)[ids] - tp  # column sums over evaluated ground truth only
-    denom = tp + fp + fn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(denom > 0, tp / np.maximum(denom, 1), np.nan)
-    return dict(zip(CLASSES, iou.tolist()))
-
-
-def mean_iou(ious: dict[str, float]) -> float:
-    """The mean of the defined (non-nan) class IoUs, nan when none is defined (the official average)."""
-    values = [v for v in ious.values() if not np.isnan(v)]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def _read_label_map(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ("L", "P", "I", "I;16"):
-            raise UserError(f"{path}: a label map must have one channel, not mode {im.mode}")
-        return np.asarray(im)
-
-
-def evaluate_label_maps(pred_files: Sequence[str | os.PathLike], gt_files: Sequence[str | os.PathLike],
-                        workers: int = min(4, os.cpu_count() or 1)) -> dict:
-    """Evaluate label-id prediction PNGs against `*_gtFine_labelIds.png` files, as the official script does.
-
-    Returns {"mIoU": percent, "IoU": {class: percent or nan}, "confusion": (34, 34) array}.
-    Images are read in `workers` threads (PNG decoding releases the GIL).
-    """
-    if len(pred_files) != len(gt_files):
-        raise UserError(f"{len(pred_files)} predictions for {len(gt_files)} ground-truth label maps")
-
-    def one(pair: tuple) -> np.ndarray:
-        pred_path, gt_path = pair
-        pred, gt = _read_label_map(pred_path), _read_label_map(gt_path)
-        if pred.shape != gt.shape:
-            raise UserError(f"{pred_path} is {pred.shape[1]}x{pred.shape[0]}, "
-                            f"but its ground truth {gt_path} is {gt.shape[1]}x{gt.shape[0]}")
-        try:
-            return confusion_matrix(gt, pred)
-        except ValueError as e:
-            raise UserError(f"{pred_path} against {gt_path}: {e}") from e
-
-    total = np.zeros((NUM_LABEL_IDS, NUM_LABEL_IDS), np.int64)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for conf in pool.map(one, zip(pred_files, gt_files)):
-            total += conf
-    ious = class_iou(total)
-    return {"mIoU": 100 * mean_iou(ious), "IoU": {k: 100 * v for k, v in ious.items()}, "confusion": total}
-
-
 def evaluate_official(pred_files: Sequence[str | os.PathLike], gt_files: Sequence[str | os.PathLike]) -> dict:
-    """Run cityscapesscripts' own pixel-level evaluation on the file lists; same result layout as `evaluate_label_maps`.
+    """Run cityscapesscripts' own pixel-level evaluation on the file lists.
+
+    Returns {"mIoU": percent, "IoU": {class: percent or nan}, "confusion": (34, 34) label-id matrix}.
 
     The script's module-level settings are copied, not changed, and nothing is
     read from or written to the environment or disk besides the images.

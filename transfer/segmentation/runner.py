@@ -30,11 +30,6 @@ def prepare(cfg: Config, ctx: Run) -> None:
     ctx.arch = f"resnet{int(cfg.model.backbone.depth)}"
     set_pretrained(cfg, ctx.weights)
     if state_dict is not None:
-        from transfer.checkpoint import check_mmseg_backbone
-
-        stem_problems = check_mmseg_backbone(cfg.to_dict(), state_dict)
-        if stem_problems:
-            raise UserError("; ".join(stem_problems))
         check_backbone_loads(cfg, state_dict, str(ctx.args.weights))
     else:
         ctx.notes.append("no --weights: the backbone starts from random initialisation")

@@ -1,4 +1,5 @@
-"""The ResNet trunk a method trains: torchvision's ResNet up to the last feature map (no pooling, no fc).
+"""The ResNet trunk that pretraining trains and evaluation reads: torchvision's ResNet up to the last feature
+map (no pooling, no fc), and the input normalisation it expects.
 
 Its state dict has exactly torchvision's key names without `fc.*`, the canonical
 backbone state dict that `transfer.checkpoint.load_backbone` returns and the
@@ -11,7 +12,12 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from transfer.checkpoint import resnet
+from transfer.checkpoint.fit import state_dict_fit
 from transfer.errors import UserError
+
+# the ImageNet mean and std every ResNet here normalises its input with (pretraining and evaluation alike)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # name -> (block, blocks per stage), from the converter's table of the same architectures
 ARCHS: dict[str, tuple[type[nn.Module], list[int]]] = {
@@ -29,7 +35,7 @@ class ResNetTrunk(ResNet):
         block, layers = ARCHS[arch]
         super().__init__(block, layers)
         self.arch = arch
-        self.out_channels = 512 * block.expansion
+        self.out_channels = resnet.STAGE_CHANNELS[resnet.DEPTHS[arch]][-1]
         del self.fc, self.avgpool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,13 +44,12 @@ class ResNetTrunk(ResNet):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def build_backbone(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
+def resnet_trunk(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
     """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (strictly)."""
     model = ResNetTrunk(arch)
     if state_dict is not None:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-        if missing or unexpected:
-            raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: missing {missing[:4]}"
-                            f"{'...' if len(missing) > 4 else ''}, unexpected {unexpected[:4]}"
-                            f"{'...' if len(unexpected) > 4 else ''}")
+        fit = state_dict_fit(model.state_dict(), state_dict, optional=lambda key: False)
+        if not fit.fills():
+            raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: {fit.describe()}")
+        model.load_state_dict(state_dict)
     return model
