@@ -25,7 +25,7 @@ import torch
 from transfer.checkpoint.reading import verify_archive
 from transfer.errors import UserError
 from transfer.fileio import atomic_path
-from transfer.rng import rng_state, set_rng_state  # noqa: F401  (set_rng_state: the trainer restores with it)
+from transfer.rng import rng_state
 
 VERSION = 1
 META = "pretrain"  # the top-level key of the metadata

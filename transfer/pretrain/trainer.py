@@ -21,6 +21,7 @@ from transfer.pretrain.logs import CURVES_FILE, LOG_FILE, TrainLog, plot_loss_cu
 from transfer.pretrain.model import LossSettings, PretrainModel
 from transfer.pretrain.teacher import ema_momentum, ema_teacher, load_frozen_teacher
 from transfer.pretrain.views import MoCoV2Views
+from transfer.rng import set_rng_state
 
 METHODS = ("ssa", "seed", "moco_v2")
 # Keys a resumed run may change (they do not change what is computed).
@@ -203,7 +204,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
         model.load_state_dict(record["state_dict"])
         optimizer.load_state_dict(record["optimizer"])
         start_step = int(record["pretrain"]["step"])
-        ckpt.set_rng_state(record["rng"])
+        set_rng_state(record["rng"])
     net: torch.nn.Module = model
     if procs.world_size > 1:
         # the teacher and the queues are the same on every process by construction: DDP leaves them alone

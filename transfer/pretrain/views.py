@@ -13,7 +13,6 @@ whatever step a resumed run starts from.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torchvision.transforms.v2 as T
