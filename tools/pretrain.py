@@ -28,11 +28,13 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, help="steps between checkpoints (train.save_every)")
     parser.add_argument("--workers", type=int, help="data-loading workers per process (data.workers)")
     parser.add_argument("--seed", type=int, help="seed")
+    parser.add_argument("--check-images", action="store_true", default=None,
+                        help="decode every image before training (data.check_images)")
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="continue WORK_DIR/checkpoint_last.pth (or CKPT)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="typed config overrides, e.g. optim.lr=3e-2 loss.aggregation_weight=0 aggregation.rho=1.0 (the key must "
-                             "exist in configs/pretrain/base.yaml and the value fit its type)")
+                        help="typed config overrides, e.g. optim.lr=3e-2 loss.aggregation_weight=0 aggregation.rho=1.0 "
+                             "(the key must exist in configs/pretrain/base.yaml and the value fit its type)")
     args = parser.parse_intermixed_args()
 
     from transfer.engine.launch import is_main_process
@@ -48,6 +50,7 @@ def main() -> None:
     flags = {"data.root": args.data, "teacher.checkpoint": args.teacher, "model.arch": args.arch,
              "train.epochs": args.epochs, "train.batch_size": args.batch_size, "data.image_size": args.image_size,
              "train.max_steps": args.max_steps, "train.save_every": args.save_every, "data.workers": args.workers,
+             "data.check_images": args.check_images,
              "seed": args.seed}
     method = args.method or (None if args.config else "ssa")
     work_dir = Path(args.work_dir)

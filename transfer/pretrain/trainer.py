@@ -181,7 +181,7 @@ def _train(cfg: dict[str, Any], work_dir: Path, procs: Processes, record: dict[s
     if head_norm(cfg) == "bn" and batch == 1 and not cfg["loss"]["symmetric"]:
         raise UserError("model.head_norm=bn normalises over the batch, and one image per process is a batch of one "
                         "embedding; raise train.batch_size or set model.head_norm=none")
-    images_root = find_train_images(cfg["data"]["root"])
+    images_root = find_train_images(cfg["data"]["root"], decode_images=cfg["data"]["check_images"])
     views = MoCoV2Views(cfg["data"]["image_size"], tuple(cfg["data"]["crop_scale"]),
                         blur_sigma=tuple(cfg["data"]["blur_sigma"]))
     dataset = TwoViewImages(images_root, views, cfg["seed"])
