@@ -6,6 +6,7 @@ import time
 
 from transfer.cli import run_main
 from transfer.data import FORMATS, make_demo_data
+from transfer.data.generate import FULL_SIZES
 
 
 def main() -> None:
@@ -16,9 +17,12 @@ def main() -> None:
     parser.add_argument("--num-val", type=int, default=None, help="val/test images per dataset (default N/4, >= 8)")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--force", action="store_true", help="replace datasets made with other parameters")
+    parser.add_argument("--full-size", action="store_true", help="the real datasets' image sizes (COCO 640x480, "
+                        "VOC 500x375, Cityscapes 2048x1024, ImageFolder 500x500), e.g. for the suite's --preflight")
     args = parser.parse_args()
     start = time.perf_counter()
-    folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force)
+    folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force,
+                             image_sizes=FULL_SIZES if args.full_size else None)
     for fmt, folder in folders.items():
         print(f"{fmt:12s} {folder}")
     print(f"done in {time.perf_counter() - start:.1f}s", file=sys.stderr)

@@ -3,8 +3,10 @@
 
     python tools/pretrain.py --method ssa --data DIR --work-dir DIR [--teacher CKPT] [key=value ...]
     torchrun --nproc_per_node=8 tools/pretrain.py --method ssa ...   # several GPUs (or nodes)
+    python tools/pretrain.py --launcher slurm --nodes 2 --gpus-per-node 8 --partition P ...   # a SLURM job
 """
 import argparse
+import sys
 
 from transfer.cli import run_main
 
@@ -30,7 +32,11 @@ def main() -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                         help="continue WORK_DIR/checkpoint_last.pth (or CKPT)")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. loss.ssa_weight=0 ssa.rho=1.0")
-    args = parser.parse_intermixed_args()
+    from transfer.suite.slurm import add_slurm_flags, submit_pretrain
+
+    args = add_slurm_flags(parser).parse_intermixed_args()
+    if args.launcher == "slurm":  # the same command as a SLURM job, requeued (and resumed) on preemption
+        return submit_pretrain(args, sys.argv[1:])
 
     from transfer.pretrain import load_config, train
 

@@ -50,6 +50,7 @@ TRANSFER_TASKS = {
     "coco": "transfer.detection.runner:run",
     "cityscapes": "transfer.segmentation.runner:run",
     "demo": "transfer.demo:run",
+    "suite": "transfer.suite.cli:run",  # takes its own command-line words (argv), not the flags above
 }
 
 
@@ -63,6 +64,8 @@ def transfer_parser() -> argparse.ArgumentParser:
 
 def run_transfer(argv: Sequence[str]) -> dict[str, Any]:
     """Run one task of tools/run_transfer.sh, given its command-line words; returns the metrics record."""
+    if list(argv)[:1] == ["suite"]:
+        return importlib.import_module("transfer.suite.cli").run(list(argv)[1:])
     args = transfer_parser().parse_intermixed_args(list(argv))
     module, function = TRANSFER_TASKS[args.task].split(":")
     return getattr(importlib.import_module(module), function)(args)

@@ -1,0 +1,42 @@
+"""Run one `tools/run_transfer.sh` command and record its peak memory: `probe.py OUT.json -- TASK ...`.
+
+Each process (each rank under torchrun) writes OUT.rank<R>.json: the largest
+resident set of the process and its children (data-loader workers), and the
+CUDA peak of its GPU.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from pathlib import Path
+
+
+def peak_memory() -> dict[str, float | None]:
+    """Peak RSS (MiB, this process or its largest finished child) and peak CUDA memory allocated (MiB)."""
+    rss_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    cuda = None
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = torch.cuda.max_memory_allocated() / 2**20
+    return {"rss_mib": rss_kb / 1024, "cuda_peak_mib": cuda}
+
+
+def main() -> None:
+    """Run the command; whatever happens, write this process's peak memory."""
+    out, argv = Path(sys.argv[1]), sys.argv[3:]
+    rank = int(os.environ.get("RANK", "0"))
+    try:
+        from transfer.cli import run_main, run_transfer
+
+        run_main(lambda: run_transfer(argv))
+    finally:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(f"{out.stem}.rank{rank}.json").write_text(json.dumps({"rank": rank, **peak_memory()}) + "\n")
+
+
+if __name__ == "__main__":
+    # run as a script (also by torchrun): its own folder must not shadow top-level modules
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    main()
