@@ -86,3 +86,15 @@ def pretrain_main(argv: list[str]):
         return module.main()
     finally:
         sys.argv = old
+
+
+def test_each_process_of_a_job_gets_torchruns_variables(tmp_path: Path) -> None:
+    """Two tasks per node (as for two GPUs): each runs the command with its RANK and the shared rendezvous."""
+    executor = submitit.AutoExecutor(folder=str(tmp_path / "slurm"), cluster="local")
+    executor.update_parameters(tasks_per_node=2, nodes=1, gpus_per_node=0, timeout_min=5)
+    show = "import os; print('ENV', *(os.environ[k] for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_PORT')))"
+    job = executor.submit(CommandJob([sys.executable, "-c", show], tmp_path / "w"))
+    assert job.results() == [0, 0]
+    lines = [line.split() for log in sorted((tmp_path / "w").glob("suite_job*.log"))
+             for line in log.read_text().splitlines() if line.startswith("ENV")]
+    assert sorted(line[1:3] for line in lines) == [["0", "2"], ["1", "2"]] and len({line[4] for line in lines}) == 1

@@ -73,9 +73,9 @@ def test_suite_of_two_checkpoints_over_all_tasks(demo_data: Path, checkpoints: l
     assert "10/10 runs done" in status
 
     # a finished suite runs nothing again
-    stamp = (out / "runs" / "beta" / "coco" / "metrics.json").stat().st_mtime_ns
+    stamp = (out / "runs" / "beta" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns
     run_transfer(argv)
-    assert (out / "runs" / "beta" / "coco" / "metrics.json").stat().st_mtime_ns == stamp
+    assert (out / "runs" / "beta" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns == stamp
 
     # a run whose process died shows as interrupted, and the next suite runs it again (resuming its work dir)
     (out / "runs" / "beta" / "linear" / "metrics.json").unlink()

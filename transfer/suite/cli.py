@@ -10,7 +10,7 @@ from typing import Any
 
 from transfer.errors import UserError
 from transfer.suite.index import load_plan, save_plan, update_index
-from transfer.suite.jobs import log_tail, run_command, transfer_command, write_state
+from transfer.suite.jobs import log_tail, read_state, run_command, transfer_command, write_state
 from transfer.suite.plan import (SuitePlan, TASKS, parse_checkpoints, parse_protocols, parse_task_overrides,
                                  parse_trials)
 from transfer.suite.slurm import CommandJob, add_slurm_flags, make_executor
@@ -46,6 +46,8 @@ def suite_parser() -> argparse.ArgumentParser:
     parser.add_argument("--status", action="store_true", help="print the table so far and what is running or "
                         "queued (reads WORK_DIR; starts nothing)")
     parser.add_argument("--wait", action="store_true", help="--launcher slurm: wait for every job to end")
+    parser.add_argument("--resubmit", action="store_true", help="--launcher slurm: submit again the runs already "
+                        "submitted that have not ended (e.g. jobs cancelled by hand)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run as key=value, or for one "
                         "task as TASK:key=value (e.g. voc:optim_wrapper.optimizer.lr=0.01)")
     return add_slurm_flags(parser)
@@ -102,7 +104,12 @@ def run_local(plan: SuitePlan, command: str) -> None:
     """Run every unfinished job here, one after the other, rebuilding the table after each."""
     failed = []
     for job in plan.jobs():
-        if job_state(job) == "done":
+        state = job_state(job)
+        if state == "done":
+            continue
+        if state == "running" and not read_state(job.work_dir).get("slurm_job_id"):
+            print(f"[suite] {job.label}: running in another process (pid {read_state(job.work_dir).get('pid')}), "
+                  "skipped", file=sys.stderr)
             continue
         print(f"[suite] {job.label}: tools/run_transfer.sh {shlex.join(plan.argv(job))}", file=sys.stderr,
               flush=True)
@@ -122,8 +129,10 @@ def run_slurm(plan: SuitePlan, command: str, args: argparse.Namespace) -> list[A
     executor = make_executor(args, Path(args.slurm_folder or plan.work_dir / "slurm"), f"suite-{plan.work_dir.name}")
     submitted = []
     for job in plan.jobs():
-        if job_state(job) in ("done", "running"):
-            continue
+        state = job_state(job)
+        if state == "done" or (state in ("queued", "running") and read_state(job.work_dir).get("slurm_job_id")
+                               and not args.resubmit):
+            continue  # ended, or already submitted (--resubmit: a job that SLURM lost)
         sjob = executor.submit(CommandJob(transfer_command(plan.argv(job)), job.work_dir, plan.work_dir))
         write_state(job.work_dir, "queued", slurm_job_id=str(sjob.job_id), submitted=True)
         submitted.append((job, sjob))

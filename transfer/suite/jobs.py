@@ -72,8 +72,8 @@ def run_command(command: list[str], work_dir: Path, env: dict[str, str] | None =
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env or child_env(),
                                 cwd=str(REPO))
         if record and rank == 0:
-            write_state(work_dir, "running", host=socket.gethostname(), pid=proc.pid, started=now(),
-                        slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+            slurm = {"slurm_job_id": os.environ["SLURM_JOB_ID"]} if "SLURM_JOB_ID" in os.environ else {}
+            write_state(work_dir, "running", host=socket.gethostname(), pid=proc.pid, started=now(), **slurm)
         code = proc.wait()
     if record and rank == 0:
         write_state(work_dir, "done" if code == 0 else "failed", returncode=code, pid=None)

@@ -124,17 +124,6 @@ def mmengine_seconds_per_iter(work_dir: Path) -> tuple[float | None, float | Non
     return float(records[-1]["time"]), records[-1].get("memory")
 
 
-def linear_seconds_per_iter(log: Path) -> float | None:
-    """s/iter of the linear probe from its `iter i/T | ... | eta Es` lines (E / (T - i))."""
-    import re
-
-    for line in log.read_text(errors="replace").splitlines() if log.is_file() else []:
-        match = re.search(r"iter (\d+)/(\d+) .*\| eta (\d+)s", line)
-        if match and int(match.group(2)) > int(match.group(1)):
-            return int(match.group(3)) / (int(match.group(2)) - int(match.group(1)))
-    return None
-
-
 def full_iterations(record: dict[str, Any]) -> int | None:
     """The protocol's full schedule, from the runner's note `schedule shortened from N to 2 iterations`."""
     import re
@@ -150,7 +139,9 @@ def plan_preflight(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol) 
     """The words of one preflight run, its work dir, and facts for the report (linear's full train set size)."""
     work_dir = plan.work_dir / "preflight" / checkpoint.name / protocol.key
     job = Job(checkpoint, protocol, 0, 1, plan.seed, work_dir)
-    extra = ["--max-iters", str(ITERS), "--force", *EVAL_SUBSET[protocol.task]]
+    # detectron2's test set has no override to cut it: its preflight tests on the whole test set
+    subset = [] if plan.backend == "detectron2" and protocol.task in ("voc", "coco") else EVAL_SUBSET[protocol.task]
+    extra = ["--max-iters", str(ITERS), "--force", *subset]
     argv = plan.argv(job, extra, full_size=True)
     facts: dict[str, Any] = {}
     if protocol.task == "linear":
@@ -180,8 +171,10 @@ def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_di
         return result
     record = json.loads((work_dir / METRICS_FILE).read_text())
     cuda = None
-    if protocol.task == "linear":
-        result.s_per_iter = linear_seconds_per_iter(work_dir / "suite_job.log")
+    peaks = [json.loads(p.read_text()) for p in sorted(work_dir.glob("probe.rank*.json"))]
+    if protocol.task == "linear":  # the 2 iterations' mean, with the first one's warm-up and the 2-image test
+        timed = [p["train_s"] for p in peaks if p.get("train_s")]
+        result.s_per_iter = max(timed) / ITERS if timed else None
         result.full_iters = int(record["linear_config"]["linear"]["epochs"] * -(-facts["train_images"] // facts["batch"]))
         result.batch = str(facts["batch"])
     else:
@@ -189,7 +182,6 @@ def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_di
         result.full_iters = full_iterations(record)
         result.batch = next((n.split(": ")[1].split(" images")[0] + "/process" for n in record.get("notes") or []
                              if "images each" in n), "protocol")
-    peaks = [json.loads(p.read_text()) for p in sorted(work_dir.glob("probe.rank*.json"))]
     cuda_peaks = [p["cuda_peak_mib"] for p in peaks if p.get("cuda_peak_mib")]
     if cuda_peaks or cuda:
         result.peak_mib, result.peak_kind = max(cuda_peaks or [cuda]), "GPU"
