@@ -49,7 +49,7 @@ def main() -> None:
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_preflight_"))
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     t0 = time.perf_counter()
-    make_demo_data(root / "data", num_images=16, num_val=4, formats=("imagefolder",), image_sizes=FULL_SIZES)
+    make_demo_data(root / "data", num_images=16, num_val=10, formats=("imagefolder",), image_sizes=FULL_SIZES)
     make_demo_data(root / "data", num_images=4, num_val=2, formats=("voc", "coco", "cityscapes"),
                    image_sizes=FULL_SIZES)
     print(f"full-size procedural data: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -104,7 +104,7 @@ def is_procedural(data_root: Path) -> bool:
 
 
 def build_rows(plan: SuitePlan) -> list[dict[str, Any]]:
-    """One row per checkpoint (COCO: the first config selected), one more per further COCO config; finished cells only."""
+    """One row per checkpoint (COCO: its first config), one more per further COCO config; finished cells only."""
     by_cell: dict[tuple[str, str], list[Job]] = {}
     for job in plan.jobs():
         by_cell.setdefault((job.checkpoint.name, job.protocol.key), []).append(job)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transfer.data import check_dataset, find_dataset
 from transfer.data.imagefolder import IMAGE_EXTENSIONS
@@ -86,8 +89,6 @@ def linear_subset(root: Path, out: Path, train_images: int) -> tuple[Path, int]:
                 picked.append((c, files[c][depth]))
         depth += 1
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     for c, name in picked:
         (out / "train" / c).mkdir(parents=True, exist_ok=True)
@@ -126,8 +127,6 @@ def mmengine_seconds_per_iter(work_dir: Path) -> tuple[float | None, float | Non
 
 def full_iterations(record: dict[str, Any]) -> int | None:
     """The protocol's full schedule, from the runner's note `schedule shortened from N to 2 iterations`."""
-    import re
-
     for note in record.get("notes") or []:
         match = re.search(r"schedule shortened from (\d+) to", note)
         if match:
@@ -175,7 +174,8 @@ def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_di
     if protocol.task == "linear":  # the 2 iterations' mean, with the first one's warm-up and the 2-image test
         timed = [p["train_s"] for p in peaks if p.get("train_s")]
         result.s_per_iter = max(timed) / ITERS if timed else None
-        result.full_iters = int(record["linear_config"]["linear"]["epochs"] * -(-facts["train_images"] // facts["batch"]))
+        epochs = record["linear_config"]["linear"]["epochs"]
+        result.full_iters = int(epochs * -(-facts["train_images"] // facts["batch"]))  # over the full train set
         result.batch = str(facts["batch"])
     else:
         result.s_per_iter, cuda = mmengine_seconds_per_iter(work_dir)
@@ -203,7 +203,8 @@ def preflight_table(results: list[PreflightResult]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows)
 
 
-def run_preflight(plan: SuitePlan, execute: Callable[[list[tuple[list[str], Path]]], list[int]]) -> list[PreflightResult]:
+def run_preflight(plan: SuitePlan,
+                  execute: Callable[[list[tuple[list[str], Path]]], list[int]]) -> list[PreflightResult]:
     """Preflight every (protocol, checkpoint); `execute` runs the probe commands (here or as SLURM jobs) -> exit codes.
 
     Prints the table, writes WORK_DIR/preflight/preflight.json and WORK_DIR/figures/preflight.json

@@ -16,7 +16,7 @@ from pathlib import Path
 
 def peak_memory() -> dict[str, float | None]:
     """Peak RSS (MiB, this process or its largest finished child) and peak CUDA memory allocated (MiB)."""
-    rss_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    rss_kb = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     cuda = None
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -52,7 +52,8 @@ def main() -> None:
         run_main(lambda: run_transfer(argv))
     finally:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_name(f"{out.stem}.rank{rank}.json").write_text(json.dumps({"rank": rank, **peak_memory(), **timing}) + "\n")
+        record = {"rank": rank, **peak_memory(), **timing}
+        out.with_name(f"{out.stem}.rank{rank}.json").write_text(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
