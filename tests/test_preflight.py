@@ -21,10 +21,9 @@ from transfer.errors import UserError
 from suite_helpers import r18_checkpoint
 
 CPU_BATCH = ["--gpus", "0", "linear:linear.batch_size=8", "linear:linear.workers=0",
-             "voc:protocol_gpus=1", "voc:train_dataloader.batch_size=1", "voc:train_dataloader.num_workers=0",
-             "coco:protocol_gpus=1", "coco:train_dataloader.batch_size=1", "coco:train_dataloader.num_workers=0",
-             "cityscapes:protocol_gpus=1", "cityscapes:train_dataloader.batch_size=1",
-             "cityscapes:train_dataloader.num_workers=0"]
+             "voc:protocol_gpus=1", "voc:train_dataloader.batch_size=1",
+             "coco:protocol_gpus=1", "coco:train_dataloader.batch_size=1",
+             "cityscapes:protocol_gpus=1", "cityscapes:train_dataloader.batch_size=1"]
 # The protocols' full schedules (configs/): the ETA is s/iter x these x the trials.
 FULL_ITERS = {"voc": 24000, "coco_c4_1x": 90000, "cityscapes": 40000}
 
