@@ -31,6 +31,7 @@ def save_plan(plan: SuitePlan, command: str) -> Path:
               "gpus": plan.gpus, "backend": plan.backend, "max_iters": plan.max_iters, "input_size": plan.input_size,
               "overrides": plan.overrides}
     path = plan.work_dir / PLAN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, record)
     return path
 
