@@ -7,6 +7,7 @@ from pathlib import Path
 
 from transfer.cli import run_main
 from transfer.data import FORMATS, make_demo_data
+from transfer.data.generate import FULL_SIZES
 from transfer.errors import UserError
 
 
@@ -30,11 +31,14 @@ def main() -> None:
     parser.add_argument("--num-val", type=int, default=None, help="val/test images per dataset (default N/4, >= 8)")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--force", action="store_true", help="replace datasets made with other parameters")
+    parser.add_argument("--full-size", action="store_true", help="the real datasets' image sizes (COCO 640x480, "
+                        "VOC 500x375, Cityscapes 2048x1024, ImageFolder 500x500), e.g. for the suite's --preflight")
     args = parser.parse_args()
     check_output_folder(args.out)
     start = time.perf_counter()
     try:
-        folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force)
+        folders = make_demo_data(args.out, args.seed, args.num_images, args.num_val, tuple(args.formats), args.force,
+                                 image_sizes=FULL_SIZES if args.full_size else None)
     except OSError as e:  # no space, no permission: the half-written dataset is already removed
         raise UserError(f"cannot write {e.filename or args.out}: {e.strerror or e}") from None
     for fmt, folder in folders.items():

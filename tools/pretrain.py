@@ -3,8 +3,10 @@
 
     python tools/pretrain.py --method ssa --data DIR --work-dir DIR [--teacher CKPT] [key=value ...]
     torchrun --nproc_per_node=8 tools/pretrain.py --method ssa ...   # several GPUs (or nodes)
+    python tools/pretrain.py --launcher slurm --nodes 2 --gpus-per-node 8 --partition P ...   # a SLURM job
 """
 import argparse
+import sys
 from pathlib import Path
 
 from transfer.cli import run_main
@@ -35,7 +37,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="typed config overrides, e.g. optim.lr=3e-2 loss.aggregation_weight=0 aggregation.rho=1.0 "
                              "(the key must exist in configs/pretrain/base.yaml and the value fit its type)")
-    args = parser.parse_intermixed_args()
+    from transfer.suite.slurm import add_slurm_flags, submit_pretrain
+
+    args = add_slurm_flags(parser).parse_intermixed_args()
+    if args.launcher == "slurm":  # the same command as a SLURM job, requeued (and resumed) on preemption
+        return submit_pretrain(args, sys.argv[1:])
 
     from transfer.engine.launch import is_main_process
     from transfer.engine.workdir import check_output_path, claim_work_dir

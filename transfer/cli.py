@@ -65,13 +65,15 @@ def add_demo_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 # Each entry of tools/run_transfer.sh: its runner (`module:function`, called with the parsed flags; it
-# writes WORK_DIR/metrics.json or the demo's index and returns the record) and its flags.
-TRANSFER_TASKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], argparse.ArgumentParser]]] = {
+# writes WORK_DIR/metrics.json or an index and returns the record) and its flags (None: the entry parses its
+# own command-line words).
+TRANSFER_TASKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], argparse.ArgumentParser] | None]] = {
     "linear": ("transfer.classification.runner:run", add_transfer_flags),
     "voc": ("transfer.detection.runner:run", add_transfer_flags),
     "coco": ("transfer.detection.runner:run", add_transfer_flags),
     "cityscapes": ("transfer.segmentation.runner:run", add_transfer_flags),
     "demo": ("transfer.demo:run", add_demo_flags),
+    "suite": ("transfer.suite.cli:run", None),
 }
 
 
@@ -88,13 +90,16 @@ def run_transfer(argv: Sequence[str]) -> dict[str, Any]:
     argv = list(argv)
     if not argv or argv[0] not in TRANSFER_TASKS:
         top = argparse.ArgumentParser(prog="run_transfer.sh", description="Fine-tune and evaluate a pretrained "
-                                      "backbone (linear, voc, coco, cityscapes), or run the whole demo; "
+                                      "backbone (linear, voc, coco, cityscapes), run the whole demo, or the benchmark suite; "
                                       "`run_transfer.sh TASK --help` lists a task's flags.")
         top.add_argument("task", choices=TRANSFER_TASKS)
         top.parse_args(argv[:1])  # prints the usage and exits 2 (or 0 for --help)
     task = argv[0]
     target, flags = TRANSFER_TASKS[task]
+    module, function = target.split(":")
+    entry = getattr(importlib.import_module(module), function)
+    if flags is None:
+        return entry(argv[1:])
     args = flags(argparse.ArgumentParser(prog=f"run_transfer.sh {task}")).parse_intermixed_args(argv[1:])
     args.task = task
-    module, function = target.split(":")
-    return getattr(importlib.import_module(module), function)(args)
+    return entry(args)

@@ -14,6 +14,9 @@ from transfer.fileio import temporary_folder_beside
 
 FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder")
 MANIFEST = "generated.json"  # what made a folder; equal parameters mean it can be reused
+# The real datasets' image sizes (width, height), for preflights at full size (`make_demo_data.py --full-size`);
+# ImageNet's average is about 500x375, the ImageFolder writer makes squares.
+FULL_SIZES = {"coco": (640, 480), "voc": (500, 375), "cityscapes": (2048, 1024), "imagefolder": (500, 500)}
 
 
 def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
@@ -61,7 +64,12 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
 
 
 def make_demo_data(out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
-                   formats: tuple[str, ...] = FORMATS, overwrite: bool = False) -> dict[str, Path]:
-    """Write `out/coco`, `out/voc`, `out/cityscapes` and `out/imagefolder`; returns the folders by format."""
-    return {fmt: make_dataset(fmt, Path(out) / fmt, seed, num_images, num_val, overwrite=overwrite)
+                   formats: tuple[str, ...] = FORMATS, overwrite: bool = False,
+                   image_sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, Path]:
+    """Write `out/coco`, `out/voc`, `out/cityscapes` and `out/imagefolder`; returns the folders by format.
+
+    `image_sizes` maps a format to its (width, height) (e.g. FULL_SIZES); the others keep their small default.
+    """
+    return {fmt: make_dataset(fmt, Path(out) / fmt, seed, num_images, num_val,
+                              image_size=(image_sizes or {}).get(fmt), overwrite=overwrite)
             for fmt in formats}

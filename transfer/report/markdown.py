@@ -124,7 +124,9 @@ def table_section(table: TransferTable, out_dir: Path) -> list[str]:
         cells = [row.label, _teacher_text(row, table), _pretrain_text(row)]
         for column in MEASURED_COLUMNS:
             result = row.results.get(column.task)
-            cells.append(column.cell(result.metrics) if result is not None else NOT_RUN)
+            text = column.cell(result.metrics) if result is not None else NOT_RUN
+            link = result is not None and table.link_cells
+            cells.append(f"[{text}]({shown_path(result.path, out_dir)})" if link else text)
         rows.append(cells)
     lines = [f"### {table.name}", ""]
     if table.procedural:

@@ -67,6 +67,7 @@ class TransferTable:
     procedural: bool
     data: str | None
     rows: list[MethodRow]
+    link_cells: bool = False  # each measured cell links to its metrics.json (the suite's index asks for it)
 
     def row(self, method: str) -> MethodRow | None:
         """The first row of a method, or None."""
@@ -176,4 +177,5 @@ def load_index(path: str | Path) -> TransferTable:
         rows.append(row)
     return TransferTable(path=path, name=str(index.get("name") or path.parent.name), command=index.get("command"),
                          date=index.get("date"), machine=index.get("machine"), budget=budget,
-                         procedural=index.get("procedural", True) is not False, data=index.get("data"), rows=rows)
+                         procedural=index.get("procedural", True) is not False, data=index.get("data"), rows=rows,
+                         link_cells=index.get("link_cells") is True)
