@@ -15,7 +15,7 @@ import torch
 from conftest import REPO
 from test_data_checks import broken_png, truncate
 
-FAST = ["data.image_size=32", "data.workers=1", "train.batch_size=4", "model.queue_size=16", "ssa.queue_size=16",
+FAST = ["data.image_size=32", "data.workers=1", "train.batch_size=4", "model.queue_size=16", "aggregation.queue_size=16",
         "model.head_hidden=64", "train.log_every=1"]
 
 
@@ -94,7 +94,7 @@ def test_bad_pixels_met_in_pretraining_stop_it_naming_the_file_and_keep_the_chec
                                str(work_dir), "--max-steps", "8", "--save-every", "1", "--seed", "0", *FAST))
     assert error.startswith(f"error: cannot read image {victim} (OSError: broken data stream")
     assert f"tools/check_dataset.py imagefolder {root} --check-images" in error
-    assert ckpt.load_checkpoint(work_dir / ckpt.LAST)["ssa"]["step"] == 2  # the last checkpoint is kept
+    assert ckpt.load_checkpoint(work_dir / ckpt.LAST)["pretrain"]["step"] == 2  # the last checkpoint is kept
     assert not [p for p in work_dir.iterdir() if p.name.startswith(".")]
     # and the full decode finds it before any compute
     error = the_error(run_tool("tools/check_dataset.py", "imagefolder", str(root), "--check-images"))

@@ -65,7 +65,7 @@ def test_pretrain_launcher_slurm_runs_through_submitit(demo_data: Path, tmp_path
     work = tmp_path / "pretrain"
     job = pretrain_main(["--method", "ssa", "--arch", "resnet18", "--data", str(demo_data / "imagefolder"),
                          "--work-dir", str(work), "--max-steps", "2", "--batch-size", "4", "--image-size", "32",
-                         "--workers", "0", "model.queue_size=16", "ssa.queue_size=16", "model.head_hidden=64",
+                         "--workers", "0", "model.queue_size=16", "aggregation.queue_size=16", "model.head_hidden=64",
                          "--launcher", "slurm", "--cluster", "local", "--gpus-per-node", "0", "--time", "20"])
     assert job.result() == 0
     assert (work / "checkpoint_final.pth").is_file()
