@@ -71,18 +71,18 @@ def test_replace_syncbn_edits_a_config_in_place_without_its_private_dict() -> No
 def test_mmdet_data_root_reaches_nested_datasets_of_a_config() -> None:
     pytest.importorskip("mmdet")
     from transfer.detection.mmdet_config import set_data_root
-    from transfer.engine.config import load_config
+    from transfer.engine.config import load_mm_config
 
-    cfg = load_config(REPO / "configs" / "detection" / "mmdet" / "faster-rcnn_r50-c4-syncbn_24k_voc0712.py")
+    cfg = load_mm_config(REPO / "configs" / "detection" / "mmdet" / "faster-rcnn_r50-c4-syncbn_24k_voc0712.py")
     set_data_root(cfg, Path("/data/voc"))
     assert all(d.data_root == "/data/voc/" for d in cfg.train_dataloader.dataset.datasets)
 
 
 def test_loaded_configs_are_never_formatted_with_yapf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """`Config.fromfile(format_python_code=False)` (public) replaces setting `Config._format_python_code`."""
+    """Config's public constructor with `format_python_code=False` replaces setting `Config._format_python_code`."""
     import mmengine.config.config as mmengine_config
 
-    from transfer.engine.config import load_config
+    from transfer.engine.config import load_mm_config
 
     def no_yapf(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("the config text was formatted with yapf")
@@ -91,7 +91,7 @@ def test_loaded_configs_are_never_formatted_with_yapf(monkeypatch: pytest.Monkey
     path = tmp_path / "protocol.py"
     path.write_text("model = dict(type='Net', norm_cfg=dict(type='SyncBN'))\n"
                     "train_dataloader = dict(batch_size=2, dataset=dict(type='Set', pipeline=[dict(type='Load')]))\n")
-    cfg = load_config(path, ["train_dataloader.batch_size=1"])
+    cfg = load_mm_config(path, ["train_dataloader.batch_size=1"])
     assert "batch_size=1" in cfg.pretty_text.replace(" ", "")
     assert copy.deepcopy(cfg).pretty_text == cfg.pretty_text  # mmengine's Runner works on a deep copy
 

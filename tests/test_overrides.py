@@ -105,7 +105,7 @@ def test_pretraining_overrides_are_typed_before_anything_runs():
                                                "model.head_norm=none", "train.amp=false"])
     assert cfg["optim"]["lr"] == 0.03 and isinstance(cfg["optim"]["weight_decay"], float)
     assert cfg["train"]["max_steps"] == 10 and cfg["model"]["head_norm"] == "none" and cfg["train"]["amp"] is False
-    assert cfg["method"] == "ssa" and cfg["name"] == "ssa" and cfg["ssa"]["rho"] == 0.25  # base.yaml via _base_
+    assert cfg["method"] == "ssa" and cfg["name"] == "ssa" and cfg["aggregation"]["rho"] == 0.25  # base.yaml via _base_
     with pytest.raises(UserError, match="optim.lr=fast: expected a number"):
         load_config(method="ssa", overrides=["optim.lr=fast"])
     with pytest.raises(UserError, match="unknown key 'model.dpeth'"):
