@@ -10,9 +10,8 @@ from mmengine.config import Config
 
 from transfer.detection.mmdet_config import (check_weights_load, set_backbone_depth, set_data_root,
                                              set_input_size, set_precise_bn_iters, set_pretrained)
-from transfer.engine.backbone import backbone_depth
 from transfer.engine.runner import Run
-from transfer.engine.task import MMEngineAdapter
+from transfer.engine.task import ConfigEdits, MMEngineAdapter
 from transfer.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "detection" / "mmdet"
@@ -29,23 +28,14 @@ REPORTED = {
 REQUIRED = {"voc": ("AP", "AP50", "AP75"), "coco": ("bbox_AP", "bbox_AP50", "bbox_AP75")}
 
 
+EDITS = ConfigEdits(set_data_root, set_backbone_depth, set_pretrained, check_weights_load, set_input_size,
+                    random_note="no --weights: backbone and heads start from random initialisation")
+
+
 def prepare(cfg: Config, ctx: Run) -> None:
     """Point the protocol config at the data and the weights (backbone and res5 head), match the depth, apply
     --input-size and shrink precise BN with --max-iters."""
-    set_data_root(cfg, ctx.data_root)
-    depth, state_dict = backbone_depth(ctx.overrides, ctx.weights, ctx.args.weights)
-    if depth is not None:
-        note = set_backbone_depth(cfg, depth)
-        if note:
-            ctx.notes.append(note)
-    ctx.arch = f"resnet{int(cfg.model.backbone.depth)}"
-    set_pretrained(cfg, ctx.weights)
-    if state_dict is not None:
-        check_weights_load(cfg, state_dict, str(ctx.args.weights))
-    else:
-        ctx.notes.append("no --weights: backbone and heads start from random initialisation")
-    if ctx.args.input_size is not None:
-        ctx.notes.append(set_input_size(cfg, ctx.args.input_size))
+    EDITS.apply(cfg, ctx)
     if ctx.args.max_iters is not None:
         note = set_precise_bn_iters(cfg, ctx.args.max_iters)
         if note:

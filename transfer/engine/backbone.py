@@ -1,14 +1,18 @@
 """The ResNet depth of a transfer run: the one its weights hold, or the user's `model.backbone.depth=N`."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from transfer.checkpoint.resnet import DEPTHS
 from transfer.errors import UserError
 from transfer.overrides import Override, last_value
+
+if TYPE_CHECKING:
+    from transfer.engine.runner import Run
 
 DEPTH_KEY = "model.backbone.depth"
 
@@ -40,3 +44,21 @@ def backbone_depth(overrides: Sequence[str | Override], weights: Path | None,
         raise UserError(f"{DEPTH_KEY}={depth} was asked for, but {origin} holds a {info['arch']}; "
                         "drop the override or pass matching weights")
     return weights_depth, state_dict
+
+
+def fit_backbone(cfg: Any, run: Run, *, set_depth: Callable[[Any, int], str | None],
+                 set_pretrained: Callable[[Any, Path | None], None],
+                 check_loads: Callable[[Any, dict[str, torch.Tensor], str], None], random_note: str) -> None:
+    """Give an mmengine config the run's backbone: its depth (weights or override), its weights, and a check that
+    they fill the model (else `random_note`); notes go to run.notes and the arch to run.arch."""
+    depth, state_dict = backbone_depth(run.overrides, run.weights, run.args.weights)
+    if depth is not None:
+        note = set_depth(cfg, depth)
+        if note:
+            run.notes.append(note)
+    run.arch = f"resnet{int(cfg.model.backbone.depth)}"
+    set_pretrained(cfg, run.weights)
+    if state_dict is not None:
+        check_loads(cfg, state_dict, str(run.args.weights))
+    else:
+        run.notes.append(random_note)

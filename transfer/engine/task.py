@@ -8,6 +8,7 @@ A task supplies only its config edits (`prepare`) and its metric names (`summari
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,35 @@ from mmengine.config import Config
 
 from transfer.data import check_command
 from transfer.data.mm_loading import guard_pipelines
+from transfer.engine.backbone import fit_backbone
 from transfer.engine.compat import trust_checkpoints_in
 from transfer.engine.config import load_mm_config
 from transfer.engine.devices import adapt_to_devices
-from transfer.engine.runner import Adapter, Run
 from transfer.engine.internals import shutdown_loader_workers
+from transfer.engine.runner import Adapter, Run
 from transfer.engine.rng_state import add_rng_state_hook
 from transfer.engine.schedule import shorten_schedule
 from transfer.overrides import Override, apply_overrides
+
+
+@dataclass(frozen=True)
+class ConfigEdits:
+    """A task's edits of its protocol config, one function each (`detection.mmdet_config`, `segmentation.config`)."""
+
+    set_data_root: Callable[[Config, Path], None]
+    set_backbone_depth: Callable[[Config, int], str | None]
+    set_pretrained: Callable[[Config, Path | None], None]
+    check_weights: Callable[[Config, dict, str], None]  # the weights fill the model, or a UserError
+    set_input_size: Callable[[Config, int], str]
+    random_note: str  # said when the run has no --weights
+
+    def apply(self, cfg: Config, run: Run) -> None:
+        """Point the config at the run's data and weights, match the backbone depth, apply --input-size."""
+        self.set_data_root(cfg, run.data_root)
+        fit_backbone(cfg, run, set_depth=self.set_backbone_depth, set_pretrained=self.set_pretrained,
+                     check_loads=self.check_weights, random_note=self.random_note)
+        if run.args.input_size is not None:
+            run.notes.append(self.set_input_size(cfg, run.args.input_size))
 
 
 class MMEngineAdapter(Adapter):

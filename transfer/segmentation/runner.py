@@ -6,11 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config
 
-from transfer.engine.backbone import backbone_depth
-from transfer.engine.runner import Run, run_task
-from transfer.engine.task import MMEngineAdapter
+from transfer.engine.runner import run_task
+from transfer.engine.task import ConfigEdits, MMEngineAdapter
 from transfer.errors import UserError
 from transfer.segmentation.config import (check_backbone_loads, set_backbone_depth, set_data_root,
                                           set_input_size, set_pretrained)
@@ -19,22 +17,9 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "segmen
 DEFAULT_CONFIG = CONFIG_DIR / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py"
 
 
-def prepare(cfg: Config, ctx: Run) -> None:
-    """Point the protocol config at the data and the weights, match the backbone depth, apply --input-size."""
-    set_data_root(cfg, ctx.data_root)
-    depth, state_dict = backbone_depth(ctx.overrides, ctx.weights, ctx.args.weights)
-    if depth is not None:
-        note = set_backbone_depth(cfg, depth)
-        if note:
-            ctx.notes.append(note)
-    ctx.arch = f"resnet{int(cfg.model.backbone.depth)}"
-    set_pretrained(cfg, ctx.weights)
-    if state_dict is not None:
-        check_backbone_loads(cfg, state_dict, str(ctx.args.weights))
-    else:
-        ctx.notes.append("no --weights: the backbone starts from random initialisation")
-    if ctx.args.input_size is not None:
-        ctx.notes.append(set_input_size(cfg, ctx.args.input_size))
+# Point the protocol config at the data and the weights, match the backbone depth, apply --input-size.
+EDITS = ConfigEdits(set_data_root, set_backbone_depth, set_pretrained, check_backbone_loads, set_input_size,
+                    random_note="no --weights: the backbone starts from random initialisation")
 
 
 def summarize(test_metrics: dict[str, Any]) -> dict[str, float]:
@@ -53,4 +38,4 @@ def summarize(test_metrics: dict[str, Any]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Fine-tune and evaluate on Cityscapes; writes WORK_DIR/metrics.json and returns its record."""
     return run_task(args, MMEngineAdapter("cityscapes", backend="mmseg", backends=("mmseg",), data_format="cityscapes",
-                                          config=DEFAULT_CONFIG, prepare=prepare, summarize=summarize))
+                                          config=DEFAULT_CONFIG, prepare=EDITS.apply, summarize=summarize))
