@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-
 from transfer.engine.runner import run_task
 from transfer.engine.task import ConfigEdits, MMEngineAdapter
 from transfer.errors import UserError
