@@ -30,10 +30,11 @@ from transfer.suite.plan import FORMATS, Checkpoint, Job, Protocol, SuitePlan
 
 ITERS = 2
 EVAL_IMAGES = 2
-# mmengine's BaseDataset keeps the first N samples with `indices=N` (mmdet's and mmseg's datasets are ones).
-EVAL_SUBSET = {"voc": [f"test_dataloader.dataset.indices={EVAL_IMAGES}"],
-               "coco": [f"test_dataloader.dataset.indices={EVAL_IMAGES}"],
-               "cityscapes": [f"test_dataloader.dataset.indices={EVAL_IMAGES}"],
+# mmengine's BaseDataset keeps the first N samples with `indices=N` (mmdet's and mmseg's datasets are ones); the
+# protocol configs do not set it, so the override adds the key (`+`).
+EVAL_SUBSET = {"voc": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
+               "coco": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
+               "cityscapes": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
                "linear": ["knn.enabled=false"]}  # linear: a 2-image val folder (below); kNN would embed all of train
 
 
