@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TextIO
 
@@ -23,20 +23,26 @@ LOG = "console.log"  # a stage's captured stdout and stderr, in its work dir
 
 @contextmanager
 def redirect_output(log: Path) -> Iterator[None]:
-    """Send file descriptors 1 and 2 (and so Python's sys.stdout/stderr and any C output) to `log`, appending."""
+    """Send file descriptors 1 and 2 (C and subprocess output) and Python's sys.stdout/stderr to `log`, appending.
+
+    Both levels: sys.stdout is not always fd 1 (pytest's capture, an IDE), and a
+    logging handler made before the stage holds the old sys.stderr, whose fd is 2.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     try:
-        with open(log, "ab", buffering=0) as sink:
+        with open(log, "a", buffering=1) as sink:
             os.dup2(sink.fileno(), 1)
             os.dup2(sink.fileno(), 2)
             try:
-                yield
+                with redirect_stdout(sink), redirect_stderr(sink):
+                    yield
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                sink.flush()
                 os.dup2(saved[0], 1)
                 os.dup2(saved[1], 2)
     finally:
@@ -81,5 +87,6 @@ class Console:
         self.say(f"{name}: {self.times[name]:.1f} s (total {time.perf_counter() - self.start:.0f} s)")
 
     def close(self) -> None:
-        """Remove the bar from the terminal."""
+        """Remove the bar from the terminal and let go of it."""
         self.bar.close()
+        self.stream.close()

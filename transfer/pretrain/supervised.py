@@ -4,7 +4,9 @@ SSA and SEED distil a teacher that already knows the data (the paper's is an
 ImageNet-pretrained ResNet-50). Offline there is none to download, and a MoCo v2
 teacher pretrained for minutes on a CPU knows nothing, so the demo trains one with
 the labels: cross-entropy on MoCo v2 views (milder crops, so a view keeps its
-object) for a few hundred steps. Saved as a torchvision state dict, a format the
+object) with AdamW for a few hundred steps. Measured on the object-centric shape
+images at 32 px: 150 steps of batch 64 take its kNN top-1 from 34.4 (random init) to
+58.2; SGD at lr 0.02-0.05 was unstable there (loss above ln 5 after 50 steps). Saved as a torchvision state dict, a format the
 converter, the linear runner and `teacher.checkpoint` all read.
 """
 from __future__ import annotations
@@ -23,8 +25,8 @@ from transfer.pretrain.views import MoCoV2Views
 
 
 def train_supervised(data: str | os.PathLike, out: str | os.PathLike, *, arch: str = "resnet18",
-                     image_size: int = 32, steps: int = 150, batch_size: int = 64, lr: float = 0.02,
-                     crop_scale: tuple[float, float] = (0.2, 1.0), seed: int = 0,
+                     image_size: int = 32, steps: int = 150, batch_size: int = 64, lr: float = 1e-3,
+                     crop_scale: tuple[float, float] = (0.5, 1.0), seed: int = 0,
                      progress: Callable[[int, float], None] | None = None) -> Path:
     """Train `arch` with labels on DATA/train for `steps` SGD steps; write its state dict to `out` and return it.
 
@@ -33,7 +35,7 @@ def train_supervised(data: str | os.PathLike, out: str | os.PathLike, *, arch: s
     images = ImageFolder(str(Path(data) / "train"))
     torch.manual_seed(seed)
     net = getattr(torchvision.models, arch)(num_classes=len(images.classes))
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     views, order = MoCoV2Views(image_size, scale=crop_scale), torch.Generator().manual_seed(seed)
     net.train()
