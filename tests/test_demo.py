@@ -68,12 +68,14 @@ def test_demo_console_is_quiet_and_runs_keep_no_checkpoints(demo_run: tuple[Path
     assert "step" in (out / "pretrain" / "ssa" / "console.log").read_text()
     left = [p for p in (out / "runs").rglob("*") if p.suffix in (".pth", ".pkl", ".pt")]
     assert left == [] and (out / "runs" / "ssa" / "voc" / "metrics.json").is_file()
-    assert (out / "pretrain" / "ssa" / "checkpoint_final.pth").is_file()
+    # pretraining keeps its final backbone, not the full checkpoint (student, teacher, heads, optimizer)
+    assert (out / "pretrain" / "ssa" / "backbone_final.pth").is_file()
+    assert [p.parent.name for p in (out / "pretrain").rglob("checkpoint_*.pth")] == ["teacher"]
 
 
 def test_demo_rerun_reuses_finished_stages(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
-    checkpoint = out / "pretrain" / "ssa" / "checkpoint_final.pth"
+    checkpoint = out / "pretrain" / "ssa" / "backbone_final.pth"
     metrics = out / "runs" / "random" / "seed1" / "coco" / "metrics.json"
     before = checkpoint.stat().st_mtime_ns, metrics.stat().st_mtime_ns
     run_transfer(["demo", "--work-dir", str(out), *TINY])

@@ -194,9 +194,9 @@ def pretrain(row: Row, work_dir: Path, out: Path, data: Path, plan: DemoPlan, se
     from transfer.pretrain.config import PRETRAIN_CONFIGS
     from transfer.pretrain.logs import read_log
 
-    final = work_dir / "checkpoint_final.pth"
+    backbone = work_dir / BACKBONE
     summary_path = work_dir / "demo_summary.json"
-    if final.is_file() and summary_path.is_file() and not force:
+    if backbone.is_file() and summary_path.is_file() and not force:
         return json.loads(summary_path.read_text())
     overrides = [f"data.root={data}", f"model.arch={plan.arch}", f"data.image_size={plan.cls_size}",
                  f"train.epochs={plan.pretrain_epochs}", f"train.batch_size={plan.batch_size}", "data.workers=0",
@@ -210,14 +210,36 @@ def pretrain(row: Row, work_dir: Path, out: Path, data: Path, plan: DemoPlan, se
     wall = time.perf_counter() - t0
     records = read_log(work_dir / "train_log.jsonl")
     speeds = [r["images_per_s"] for r in records if r.get("images_per_s")]
-    (work_dir / "checkpoint_last.pth").unlink(missing_ok=True)  # the final one is kept; the resume point is not
-    summary = {"checkpoint": str(Path(checkpoint).resolve().relative_to(out.resolve())),
+    keep_backbone(Path(checkpoint), backbone)
+    summary = {"checkpoint": str(backbone.resolve().relative_to(out.resolve())),
                "epochs": plan.pretrain_epochs, "steps": records[-1]["step"] if records else None,
                "wall_time_s": round(wall, 1),
                "images_per_s": round(sum(speeds) / len(speeds), 1) if speeds else None,
                "overrides": overrides}
     write_json(summary_path, summary)
     return summary
+
+
+BACKBONE = "backbone_final.pth"  # what a pretraining run keeps: its final student backbone, torchvision names
+
+
+def keep_backbone(checkpoint: Path, backbone: Path) -> None:
+    """Write the final checkpoint's student backbone to `backbone` and delete the run's full checkpoints.
+
+    A full SSA checkpoint of a ResNet-18 holds the student, the frozen teacher, heads,
+    queues and optimizer state (150 MB); the transfer runs need only the student
+    backbone (45 MB), and `demo_out/` has a 300 MB budget.
+    """
+    import torch
+
+    from transfer.checkpoint import load_backbone
+    from transfer.fileio import atomic_path
+
+    state_dict, _ = load_backbone(checkpoint)
+    with atomic_path(backbone) as tmp:
+        torch.save(state_dict, tmp)
+    for name in ("checkpoint_final.pth", "checkpoint_last.pth"):
+        (backbone.parent / name).unlink(missing_ok=True)
 
 
 def random_init(out: Path, arch: str, seed: int) -> Path:
@@ -366,6 +388,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "teacher": row.teacher, "pretrain": summary, "metrics": metrics})
         if row.name == "teacher":
             rows[-1]["budget"] = {"epochs": plan.teacher_epochs}
+        if row.method is None:  # a random init is remade from its seed in a moment: not worth 45 MB a seed
+            for seed in seeds[row.name]:
+                checkpoints[row.name, seed].unlink(missing_ok=True)
 
     with console.stage("report", COST["report"]):
         default = plan.plan == "demo" and tuple(plan.rows) == DEFAULT_ROWS
