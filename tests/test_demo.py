@@ -1,4 +1,4 @@
-"""The end-to-end demo at a tiny size: every stage runs quietly, the index and table are written, a re-run reuses them."""
+"""The demo at a tiny size: every stage runs quietly, the index and table are written, a re-run reuses them."""
 from __future__ import annotations
 
 import json

@@ -73,10 +73,12 @@ class DemoPlan:
     random_seeds: int = 3            # random inits measured: their spread is the noise a margin must beat
     # transfer
     linear_iters: int = 300
-    det_iters: int = 30
+    det_iters: int = 60
     det_input: int = 128
     det_batch: int = 2               # total batch (the protocol's 16 is 8x the compute per iteration)
-    det_lr: float = 0.01
+    det_lr: float = 0.02
+    det_rois: int = 64               # RoIs sampled per training image (the protocol's 512: the res5 head runs per RoI)
+    det_proposals: int = 50          # proposals per test image (1000; scenes hold at most det_objects shapes)
     precise_bn_iters: int = 4        # batches for detection's precise BN (the protocol's 200 is a real pass)
     seg_iters: int = 60
     seg_input: int = 64
@@ -286,7 +288,9 @@ def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path
         # a CPU-sized batch: one "GPU" of det_batch images at det_lr instead of the protocol's 8 x 2 at 0.02
         argv += ["--max-iters", str(plan.det_iters), "--input-size", str(plan.det_input), "protocol_gpus=1",
                  f"train_dataloader.batch_size={plan.det_batch}", f"optim_wrapper.optimizer.lr={plan.det_lr}",
-                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}"]  # [0] is PreciseBNHook
+                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}",  # [0] is PreciseBNHook
+                 f"model.train_cfg.rcnn.sampler.num={plan.det_rois}",
+                 f"model.test_cfg.rpn.max_per_img={plan.det_proposals}"]
     else:
         argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input)]
     print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", flush=True)  # to the run's console.log

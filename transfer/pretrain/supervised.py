@@ -6,8 +6,9 @@ teacher pretrained for minutes on a CPU knows nothing, so the demo trains one wi
 the labels: cross-entropy on MoCo v2 views (milder crops, so a view keeps its
 object) with AdamW for a few hundred steps. Measured on the object-centric shape
 images at 32 px: 150 steps of batch 64 take its kNN top-1 from 34.4 (random init) to
-58.2; SGD at lr 0.02-0.05 was unstable there (loss above ln 5 after 50 steps). Saved as a torchvision state dict, a format the
-converter, the linear runner and `teacher.checkpoint` all read.
+58.2; SGD at lr 0.02-0.05 was unstable there (loss above ln 5 after 50 steps).
+Saved as a torchvision state dict, a format the converter, the linear runner and
+`teacher.checkpoint` all read.
 """
 from __future__ import annotations
 
