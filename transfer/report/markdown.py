@@ -143,8 +143,8 @@ def table_section(table: TransferTable, out_dir: Path) -> list[str]:
               (" (every pretrained row)" if all(r.budget == table.budget for r in table.rows)
                else " (rows with their own budget show it in the pretraining column)")]
     if trials:
-        lines.append("- `a ± s`: mean and std over trials or seeds (" +
-                     ", ".join(f"{task}: {n}" for task, n in trials) + ")")
+        lines.append("- `a ± s`: mean and std over trials (" +
+                     ", ".join(f"{task}: {n} trials" for task, n in trials) + "; the demo's trials are seeds)")
     lines += chance_lines(table)
     lines += ["", "SSA against the baselines (computed from the rows above: SSA minus baseline, in points):", ""]
     lines += comparison_lines(table) + pretrain_cost_lines(table)
