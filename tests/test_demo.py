@@ -1,4 +1,4 @@
-"""The end-to-end demo at a tiny size: every stage runs, the index and table are written, a re-run reuses them."""
+"""The demo at a tiny size: every stage runs quietly, the index and table are written, a re-run reuses them."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ from transfer.demo import DemoPlan
 from transfer.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
-# the teacher and one student (the student needs the teacher: moco_v2 is pretrained, not reported), and random init
+# one student (it needs the supervised teacher, trained but not reported here) and random init over 2 seeds
 TINY = ["rows=ssa,random", "pretrain_images=40", "val_images=20", "det_images=8", "seg_images=8",
         "pretrain_epochs=1", "teacher_epochs=1", "batch_size=8", "queue_size=32", "linear_iters=5",
-        "det_iters=1", "seg_iters=1", "precise_bn_iters=1"]
+        "det_iters=1", "seg_iters=1", "precise_bn_iters=1", "random_seeds=2", "cls_image_size=32"]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,9 @@ def test_demo_writes_the_index_and_the_table(demo_run: tuple[Path, str]) -> None
     index = json.loads((out / "results.json").read_text())
     assert [row["name"] for row in index["rows"]] == ["ssa", "random"]
     ssa, random = index["rows"]
-    assert ssa["method"] == "ssa" and ssa["teacher"] == "moco_v2" and random["pretrain"] is None
-    # the student distilled from the teacher that the demo pretrained first, with the same data and batch
-    teacher = out / "pretrain" / "moco_v2" / "checkpoint_final.pth"
+    assert ssa["method"] == "ssa" and ssa["teacher"] == "teacher" and random["pretrain"] is None
+    # the student distilled from the supervised teacher that the demo trained first
+    teacher = out / "pretrain" / "teacher" / "checkpoint_final.pth"
     assert teacher.is_file() and f"teacher.checkpoint={teacher}" in ssa["pretrain"]["overrides"]
     for row in index["rows"]:
         assert set(row["metrics"]) == {"linear", "voc", "coco", "cityscapes"}
@@ -46,16 +46,38 @@ def test_demo_writes_the_index_and_the_table(demo_run: tuple[Path, str]) -> None
             assert record["task"] == task and record["metrics"], (row["name"], task)
             assert all(0 <= v <= 100 for v in record["metrics"].values() if isinstance(v, float)), record["metrics"]
     assert index["total_time_s"] > 0 and "pretrain ssa" in index["stage_times_s"]
-    for stage in ("data", "pretrain moco_v2", "pretrain ssa", "voc ssa", "cityscapes random", "report"):
-        assert f"<<< {stage}:" in log  # each stage prints its time
+    for stage in ("data", "pretrain teacher (supervised)", "pretrain ssa", "voc ssa", "cityscapes random seed 1",
+                  "report"):
+        assert f"[demo] {stage}: " in log  # each stage prints one line with its time
+    # random init: one run per seed, and the row's metrics are their mean with the spread beside it
+    record = json.loads((out / random["metrics"]["linear"]).read_text())
+    assert len(record["trials"]) == 2 and "knn_top1_std" in record["metrics"]
+    assert index["chance"]["linear"]["top1"] == 20.0 and 0 < index["chance"]["cityscapes"]["mIoU"] < 100
+    labels = [q["label"] for q in index["separation"]["quantities"]]
+    assert labels == ["linear top-1", "kNN top-1", "VOC AP50", "COCO box AP50", "Cityscapes mIoU"]
     table = (out / "benchmarks.md").read_text()
-    assert "SSA (MoCo v2 teacher)" in table and "random init" in table and (out / "comparison.png").stat().st_size
+    assert "SSA (supervised teacher)" in table and "random init (2 seeds)" in table and "Chance level" in table
+    assert (out / "comparison.png").stat().st_size
+
+
+def test_demo_console_is_quiet_and_runs_keep_no_checkpoints(demo_run: tuple[Path, str]) -> None:
+    out, log = demo_run
+    # the engines' own output (mmengine's config dumps and iteration lines) is in each run's log, not on the console
+    assert len(log.splitlines()) <= 40 and "Iter(train)" not in log and "Epoch(" not in log
+    engine_log = (out / "runs" / "ssa" / "voc" / "console.log").read_text()
+    assert "tools/run_transfer.sh voc" in engine_log and len(engine_log.splitlines()) > 20
+    assert "step" in (out / "pretrain" / "ssa" / "console.log").read_text()
+    left = [p for p in (out / "runs").rglob("*") if p.suffix in (".pth", ".pkl", ".pt")]
+    assert left == [] and (out / "runs" / "ssa" / "voc" / "metrics.json").is_file()
+    # pretraining keeps its final backbone, not the full checkpoint (student, teacher, heads, optimizer)
+    assert (out / "pretrain" / "ssa" / "backbone_final.pth").is_file()
+    assert [p.parent.name for p in (out / "pretrain").rglob("checkpoint_*.pth")] == ["teacher"]
 
 
 def test_demo_rerun_reuses_finished_stages(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
-    checkpoint = out / "pretrain" / "ssa" / "checkpoint_final.pth"
-    metrics = out / "runs" / "random" / "coco" / "metrics.json"
+    checkpoint = out / "pretrain" / "ssa" / "backbone_final.pth"
+    metrics = out / "runs" / "random" / "seed1" / "coco" / "metrics.json"
     before = checkpoint.stat().st_mtime_ns, metrics.stat().st_mtime_ns
     run_transfer(["demo", "--work-dir", str(out), *TINY])
     assert (checkpoint.stat().st_mtime_ns, metrics.stat().st_mtime_ns) == before
@@ -64,13 +86,13 @@ def test_demo_rerun_reuses_finished_stages(demo_run: tuple[Path, str]) -> None:
 def test_other_rows_get_their_own_index_and_table(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
     tiny = [w for w in TINY if not w.startswith("rows=")]
-    teacher = out / "pretrain" / "moco_v2" / "checkpoint_final.pth"
+    teacher = out / "pretrain" / "teacher" / "checkpoint_final.pth"
     before = teacher.stat().st_mtime_ns
     index = run_transfer(["demo", "--work-dir", str(out), *tiny, "rows=ssa_rho1", "tasks=linear", "index=abl.json"])
     assert [row["name"] for row in index["rows"]] == ["ssa_rho1"] and (out / "abl.md").is_file()
     # the teacher is reused, not pretrained again, and the default table is left alone
     assert teacher.stat().st_mtime_ns == before
-    assert "SSA (MoCo v2 teacher)" in (out / "benchmarks.md").read_text()
+    assert "SSA (supervised teacher)" in (out / "benchmarks.md").read_text()
     assert json.loads((out / "results.json").read_text())["rows"][0]["name"] == "ssa"
 
 
@@ -85,4 +107,30 @@ def test_demo_plan_rejects_unknown_settings() -> None:
         DemoPlan.from_overrides(["det_iters=ten"])
     with pytest.raises(UserError, match="det_lr=fast: expected a number"):
         DemoPlan.from_overrides(["det_lr=fast"])
+    with pytest.raises(UserError, match="verbose=3: expected true or false"):
+        DemoPlan.from_overrides(["verbose=3"])
+    with pytest.raises(UserError, match="plan=fast"):
+        DemoPlan.from_overrides(["plan=fast"])
     assert DemoPlan.from_overrides(["det_iters=7", "det_lr=1", "tasks=linear,voc"]).det_iters == 7
+
+
+def test_methods_plan_compares_every_method_over_three_seeds() -> None:
+    plan = DemoPlan.from_overrides(["plan=methods", "tasks=linear"])  # the preset first, then the other keys
+    assert plan.seeds == 3 and plan.tasks == ("linear",) and plan.index == "methods.json"
+    assert set(plan.rows) >= {"ssa", "seed", "moco_v2", "ssa_no_align", "ssa_no_ssa", "ssa_rho1", "ssa_b32",
+                              "ssa_b256", "random"}
+
+
+def test_methods_plan_runs_tiny(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    tiny = [w for w in TINY if not w.startswith("rows=")]
+    index = run_transfer(["demo", "--work-dir", str(out), *tiny, "plan=methods", "rows=ssa_b32,random", "seeds=2",
+                          "tasks=linear"])
+    assert (out / "methods.json").is_file() and (out / "methods.md").is_file()
+    row = index["rows"][0]
+    assert row["name"] == "ssa_b32" and row["teacher"] == "teacher" and row["pretrain"]["seeds"] == 2
+    record = json.loads((out / row["metrics"]["linear"]).read_text())
+    assert len(record["trials"]) == 2  # one pretraining per seed, each probed
+    for seed in (0, 1):
+        summary = json.loads((out / "pretrain" / "ssa_b32" / f"seed{seed}" / "demo_summary.json").read_text())
+        assert f"seed={seed}" in summary["overrides"] and "train.batch_size=32" in summary["overrides"]

@@ -59,6 +59,8 @@ def add_demo_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=int, default=None, help="GPUs for the transfer runs (default: all visible)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the data, pretraining and runs (default: 0)")
     parser.add_argument("--force", action="store_true", help="redo every stage instead of reusing finished ones")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show every stage's own output (the engines' logs) live instead of a progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="the demo plan's settings (transfer.demo.DemoPlan), e.g. det_iters=10 rows=ssa,random")
     return parser

@@ -1,74 +1,105 @@
 """`make demo` (`tools/run_transfer.sh demo`): the whole project on procedural data, on a CPU in minutes.
 
-1. data: procedural ImageFolder, VOC, COCO and Cityscapes sets in their real formats;
-2. pretrain: a MoCo v2 teacher first; SEED and SSA students distilling from that same
-   teacher, and an SSA student with an EMA teacher -- same student, data, epochs, batch;
-3. transfer: each backbone, and a random init, through the very runners of
-   `tools/run_transfer.sh` (linear/kNN, VOC, COCO, Cityscapes), checkpoints converted on the way;
-4. report: `results.json` (the index `tools/make_benchmarks.py` reads) and the table.
+1. data: object-centric shape images (ImageFolder) and VOC, COCO and Cityscapes sets of
+   the same shapes, in their real formats;
+2. pretrain: a supervised ResNet trained with the labels (the teacher: a stand-in for the
+   paper's large pretrained model, which cannot be downloaded offline); SEED and SSA
+   students distilling from it; MoCo v2 and SSA with an EMA teacher from scratch -- same
+   student, data, epochs, batch;
+3. transfer: each backbone, and a random init over `random_seeds` seeds (its spread is the
+   noise a margin must beat), through the very runners of `tools/run_transfer.sh`
+   (linear/kNN, VOC, COCO, Cityscapes);
+4. report: `results.json` (the index `tools/make_benchmarks.py` reads), the table with the
+   chance level of each column, and each row's margin over random init.
 
-Every stage is reused when its output exists (`--force` redoes them all), so an
-interrupted demo picks up where it stopped. The plan's sizes are overridable as
-`key=value` (e.g. `pretrain_epochs=2 det_iters=10`), which is how the tests run a tiny one.
+The console shows one line per stage and a progress bar; each stage's own output goes to
+`console.log` in its work dir (`verbose=true` shows it live). A fine-tuning run keeps its
+metrics.json and logs, not its checkpoints. Every stage is reused when its output exists
+(`--force` redoes them all). The plan's sizes are overridable as `key=value` (e.g.
+`pretrain_epochs=2 det_iters=10`), which is how the tests run a tiny one; `plan=methods` is
+the longer method comparison (`METHODS_PLAN`).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import sys
+import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from transfer.cli import run_transfer
+from transfer.demo_console import LOG, Console
 from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.overrides import check_range, coerce, parse_overrides
-from transfer.results import machine_info
+from transfer.results import machine_info, summarize_trials, write_metrics
 
 TASKS = ("linear", "voc", "coco", "cityscapes")
-DEFAULT_ROWS = ("moco_v2", "seed", "ssa", "ssa_ema", "random")  # the comparison; ROWS also has the ablations
+DEFAULT_ROWS = ("teacher", "seed", "ssa", "moco_v2", "random")  # the comparison; ROWS also has the others
+# `plan=methods`: the method comparison beside the demo (SSA, SEED, MoCo v2, the three ablations and SSA at
+# batch 32 vs 256), every row from the same teacher, data and budget, over 3 pretraining seeds
+METHODS_PLAN: dict[str, Any] = {
+    "rows": ("seed", "ssa", "moco_v2", "ssa_no_align", "ssa_no_ssa", "ssa_rho1", "ssa_b32", "ssa_b256", "random"),
+    "seeds": 3, "tasks": ("linear", "cityscapes"), "index": "methods.json"}
+PLANS = ("demo", "methods")
 
 
 @dataclass
 class DemoPlan:
     """The sizes of the demo: small enough for 2 CPU cores in 15 minutes, all overridable."""
 
+    plan: str = "demo"               # demo | methods (METHODS_PLAN's rows, seeds and tasks; other keys still apply)
     seed: int = 0
     arch: str = "resnet18"
-    # data
-    pretrain_images: int = 1000      # ImageFolder train images (pretraining, linear and kNN memory)
-    val_images: int = 300            # ImageFolder val images
-    cls_size: int = 64               # ImageFolder side
+    # data: the ImageFolder images are one large shape each; the scenes hold a few of the same shapes
+    pretrain_images: int = 2000      # ImageFolder train images (teacher, pretraining, linear and kNN memory)
+    val_images: int = 500            # ImageFolder val images
+    cls_image_size: int = 64         # ImageFolder images' side
+    cls_size: int = 32               # the networks' input for pretraining and linear/kNN (views, crops)
     det_images: int = 64             # VOC and COCO train images (val/test: a quarter)
+    det_objects: int = 3             # at most this many shapes per detection scene (at least 1)
     seg_images: int = 32             # Cityscapes train images
     # pretraining: every method gets the same student, data, epochs and batch
-    pretrain_epochs: int = 3
-    teacher_epochs: int = 3          # the MoCo v2 teacher's own pretraining
+    teacher_epochs: int = 8          # the supervised teacher's epochs over pretrain_images
+    teacher_lr: float = 0.001        # AdamW (transfer/pretrain/supervised.py)
+    pretrain_epochs: int = 5
     batch_size: int = 64
-    queue_size: int = 512             # below the number of images: no image is its own negative
+    queue_size: int = 1024           # below the number of images: no image is its own negative
+    pretrain_lr: float = 0.3         # per 256 images (the configs' optim.lr)
+    seeds: int = 1                   # pretraining seeds per pretrained row (the rows' metrics: mean and std)
+    random_seeds: int = 3            # random inits measured: their spread is the noise a margin must beat
     # transfer
     linear_iters: int = 300
-    det_iters: int = 30
+    det_iters: int = 60
     det_input: int = 128
     det_batch: int = 2               # total batch (the protocol's 16 is 8x the compute per iteration)
-    det_lr: float = 0.01
+    det_lr: float = 0.02
+    det_rois: int = 64               # RoIs sampled per training image (the protocol's 512: the res5 head runs per RoI)
+    det_proposals: int = 50          # proposals per test image (1000; scenes hold at most det_objects shapes)
     precise_bn_iters: int = 4        # batches for detection's precise BN (the protocol's 200 is a real pass)
     seg_iters: int = 60
     seg_input: int = 64
     tasks: tuple[str, ...] = TASKS
     rows: tuple[str, ...] = DEFAULT_ROWS  # names of ROWS
     index: str = "results.json"      # the results index in WORK_DIR (give another run of other rows its own)
+    verbose: bool = False            # show every stage's own output (engines' logs) instead of a progress bar
 
     @classmethod
     def from_overrides(cls, overrides: list[str]) -> DemoPlan:
         """The default plan with typed `key=value` overrides (`transfer.overrides`); unknown keys, wrong types
         and sizes out of range are errors."""
         plan, known = cls(), {f.name for f in dataclasses.fields(cls)}
-        for item in parse_overrides(overrides):
+        items = parse_overrides(overrides)
+        chosen = {item.key: item.value for item in items}
+        if chosen.get("plan", "demo") not in PLANS:
+            raise UserError(f"plan={chosen['plan']}: one of {', '.join(PLANS)}")
+        if chosen.get("plan") == "methods":  # the preset first, so that other keys can still change it
+            for key, value in METHODS_PLAN.items():
+                setattr(plan, key, value)
+        for item in items:
             key, value = item.key, item.value
             if key not in known:
                 raise UserError(f"unknown demo setting {key!r}; the settings are: {', '.join(sorted(known))}")
@@ -83,16 +114,18 @@ class DemoPlan:
                 raise UserError(f"index={value}: a file name ending in .json (it is written in WORK_DIR)")
             if key in PLAN_MINIMUM:
                 check_range(key, value, PLAN_MINIMUM[key], integer=isinstance(getattr(plan, key), int),
-                            above=key == "det_lr")
+                            above=key in RATES)
             setattr(plan, key, value)
         return plan
 
 
-# The least each size, count and rate of the plan may be (det_lr: more than 0).
-PLAN_MINIMUM = {"seed": 0, "pretrain_images": 1, "val_images": 1, "cls_size": 16, "det_images": 1, "seg_images": 1,
-                "pretrain_epochs": 1, "teacher_epochs": 1, "batch_size": 1, "queue_size": 1, "linear_iters": 1,
-                "det_iters": 1, "det_input": 32, "det_batch": 1, "det_lr": 0, "precise_bn_iters": 1,
-                "seg_iters": 1, "seg_input": 16}
+# The least each size, count and rate of the plan may be (the rates: more than 0).
+PLAN_MINIMUM = {"seed": 0, "pretrain_images": 1, "val_images": 1, "cls_image_size": 16, "cls_size": 16,
+                "det_images": 1, "det_objects": 1, "seg_images": 1, "pretrain_epochs": 1, "teacher_epochs": 1,
+                "teacher_lr": 0, "batch_size": 1, "queue_size": 1, "pretrain_lr": 0, "seeds": 1, "random_seeds": 1,
+                "linear_iters": 1, "det_iters": 1, "det_input": 32, "det_batch": 1, "det_lr": 0, "det_rois": 1,
+                "det_proposals": 1, "precise_bn_iters": 1, "seg_iters": 1, "seg_input": 16}
+RATES = ("teacher_lr", "pretrain_lr", "det_lr")
 
 
 @dataclass(frozen=True)
@@ -102,39 +135,30 @@ class Row:
     name: str
     label: str
     method: str | None       # the method it reports as (`ssa` rows are compared with the baselines), None: random init
-    teacher: str | None      # "moco_v2" (that row's checkpoint), "ema", or None
+    teacher: str | None      # "teacher" (that row's checkpoint), "ema", or None
     config: str | None = None  # configs/pretrain/<config>.yaml; default: the method's own
+    overrides: tuple[str, ...] = ()  # the row's own pretraining settings, after the plan's
 
 
 ROWS = (
-    Row("moco_v2", "MoCo v2 (the teacher)", "moco_v2", None),
-    Row("seed", "SEED (MoCo v2 teacher)", "seed", "moco_v2"),
-    Row("ssa", "SSA (MoCo v2 teacher)", "ssa", "moco_v2"),
-    Row("ssa_ema", "SSA (EMA teacher)", "ssa", "ema"),
+    Row("teacher", "supervised R18 (teacher; stand-in for a large pretrained model)", "supervised", None),
+    Row("seed", "SEED (supervised teacher)", "seed", "teacher"),
+    Row("ssa", "SSA (supervised teacher)", "ssa", "teacher"),
+    Row("moco_v2", "MoCo v2 (from scratch)", "moco_v2", None),
+    Row("ssa_ema", "SSA (EMA teacher, from scratch)", "ssa", "ema"),
     Row("random", "random init", None, None),
     # ablations (rows=...): SSA from the same teacher with one part switched off
-    Row("ssa_no_align", "SSA, a = 0 (no L_align)", "ssa_no_align", "moco_v2", "ssa_no_align"),
-    Row("ssa_no_ssa", "SSA, b = 0 (no L_ssa)", "ssa_no_ssa", "moco_v2", "ssa_no_ssa"),
-    Row("ssa_rho1", "SSA, rho = 1 (dense average pooling)", "ssa_rho1", "moco_v2", "ssa_rho1"),
+    Row("ssa_no_align", "SSA, a = 0 (no L_align)", "ssa_no_align", "teacher", "ssa_no_align"),
+    Row("ssa_no_ssa", "SSA, b = 0 (no L_ssa)", "ssa_no_ssa", "teacher", "ssa_no_ssa"),
+    Row("ssa_rho1", "SSA, rho = 1 (dense average pooling)", "ssa_rho1", "teacher", "ssa_rho1"),
+    # the paper's small-batch claim: SSA at batch 32 against 256, same epochs (lr scaled per 256)
+    Row("ssa_b32", "SSA, batch 32", "ssa_b32", "teacher", "ssa", ("train.batch_size=32",)),
+    Row("ssa_b256", "SSA, batch 256", "ssa_b256", "teacher", "ssa", ("train.batch_size=256",)),
 )
+ROW_BY_NAME = {row.name: row for row in ROWS}
 
-
-class Stages:
-    """Prints each stage as it starts and ends, with its time, and keeps the times for the report."""
-
-    def __init__(self) -> None:
-        self.times: dict[str, float] = {}
-        self.start = time.perf_counter()
-
-    @contextmanager
-    def stage(self, name: str):
-        """Time one stage and print its start, end and the elapsed total."""
-        print(f"[demo] >>> {name}", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        yield
-        self.times[name] = round(time.perf_counter() - t0, 1)
-        print(f"[demo] <<< {name}: {self.times[name]:.1f} s (total {time.perf_counter() - self.start:.0f} s)",
-              file=sys.stderr, flush=True)
+# Rough seconds per stage on 2 cores at the default plan: the progress bar's weights, so its ETA means something.
+COST = {"data": 15, "teacher": 40, "pretrain": 60, "linear": 8, "voc": 40, "coco": 40, "cityscapes": 20, "report": 5}
 
 
 def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
@@ -142,32 +166,53 @@ def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
     from transfer.data import make_dataset
 
     root = out / "data"
-    sets = {"imagefolder": (plan.pretrain_images, plan.val_images, (plan.cls_size, plan.cls_size)),
-            "voc": (plan.det_images, max(8, plan.det_images // 4), None),
-            "coco": (plan.det_images, max(8, plan.det_images // 4), None),
-            "cityscapes": (plan.seg_images, max(8, plan.seg_images // 4), None)}
-    return {fmt: make_dataset(fmt, root / fmt, plan.seed, n, n_val, size, overwrite=force)
-            for fmt, (n, n_val, size) in sets.items()}
+    objects = {"objects": (1, plan.det_objects)}
+    sets = {"imagefolder": (plan.pretrain_images, plan.val_images, (plan.cls_image_size,) * 2, {"kind": "objects"}),
+            "voc": (plan.det_images, max(8, plan.det_images // 4), None, objects),
+            "coco": (plan.det_images, max(8, plan.det_images // 4), None, objects),
+            "cityscapes": (plan.seg_images, max(8, plan.seg_images // 4), None, {})}
+    return {fmt: make_dataset(fmt, root / fmt, plan.seed, n, n_val, size, overwrite=force, **extra)
+            for fmt, (n, n_val, size, extra) in sets.items()}
 
 
-def pretrain(row: Row, out: Path, data: Path, plan: DemoPlan, teacher: Path | None, force: bool) -> dict[str, Any]:
+def train_teacher(out: Path, data: Path, plan: DemoPlan, force: bool) -> dict[str, Any]:
+    """Train (or reuse) the supervised teacher; returns its summary."""
+    from torchvision.datasets import ImageFolder
+
+    from transfer.pretrain.supervised import train_supervised
+
+    work_dir = out / "pretrain" / "teacher"
+    summary_path = work_dir / "demo_summary.json"
+    if summary_path.is_file() and not force:
+        return json.loads(summary_path.read_text())
+    steps = max(1, plan.teacher_epochs * len(ImageFolder(str(data / "train"))) // plan.batch_size)
+    t0 = time.perf_counter()
+    checkpoint = train_supervised(data, work_dir / "checkpoint_final.pth", arch=plan.arch,
+                                  image_size=plan.cls_size, steps=steps, batch_size=plan.batch_size,
+                                  lr=plan.teacher_lr, seed=plan.seed)
+    wall = time.perf_counter() - t0
+    summary = {"checkpoint": str(checkpoint.resolve().relative_to(out.resolve())), "epochs": plan.teacher_epochs,
+               "steps": steps, "wall_time_s": round(wall, 1),
+               "images_per_s": round(steps * plan.batch_size / wall, 1), "method": "supervised (labels)"}
+    write_json(summary_path, summary)
+    return summary
+
+
+def pretrain(row: Row, work_dir: Path, out: Path, data: Path, plan: DemoPlan, seed: int, teacher: Path | None,
+             force: bool) -> dict[str, Any]:
     """Pretrain one row's backbone (reused when its final checkpoint exists); returns its summary."""
     from transfer.pretrain import load_config, train
     from transfer.pretrain.config import PRETRAIN_CONFIGS
     from transfer.pretrain.logs import read_log
 
-    work_dir = out / "pretrain" / row.name
-    final = work_dir / "checkpoint_final.pth"
+    backbone = work_dir / BACKBONE
     summary_path = work_dir / "demo_summary.json"
-    if final.is_file() and summary_path.is_file() and not force:
-        print(f"[demo] reusing {final}", file=sys.stderr)
+    if backbone.is_file() and summary_path.is_file() and not force:
         return json.loads(summary_path.read_text())
-    epochs = plan.teacher_epochs if row.name == "moco_v2" else plan.pretrain_epochs
     overrides = [f"data.root={data}", f"model.arch={plan.arch}", f"data.image_size={plan.cls_size}",
-                 f"train.epochs={epochs}", f"train.batch_size={plan.batch_size}", "data.workers=0",
-                 f"model.queue_size={plan.queue_size}", f"aggregation.queue_size={plan.queue_size}",
-                 f"seed={plan.seed}",
-                 "train.log_every=5"]
+                 f"train.epochs={plan.pretrain_epochs}", f"train.batch_size={plan.batch_size}", "data.workers=0",
+                 f"model.queue_size={plan.queue_size}", f"aggregation.queue_size={plan.queue_size}", f"seed={seed}",
+                 f"optim.lr={plan.pretrain_lr}", "train.log_every=5", *row.overrides]
     if teacher is not None:
         overrides.append(f"teacher.checkpoint={teacher}")
     cfg = load_config(PRETRAIN_CONFIGS / f"{row.config or row.method}.yaml", overrides=overrides)
@@ -176,79 +221,186 @@ def pretrain(row: Row, out: Path, data: Path, plan: DemoPlan, teacher: Path | No
     wall = time.perf_counter() - t0
     records = read_log(work_dir / "train_log.jsonl")
     speeds = [r["images_per_s"] for r in records if r.get("images_per_s")]
-    summary = {"checkpoint": str(Path(checkpoint).resolve().relative_to(out.resolve())),
-               "epochs": epochs, "steps": records[-1]["step"] if records else None, "wall_time_s": round(wall, 1),
+    keep_backbone(Path(checkpoint), backbone)
+    summary = {"checkpoint": str(backbone.resolve().relative_to(out.resolve())),
+               "epochs": plan.pretrain_epochs, "steps": records[-1]["step"] if records else None,
+               "wall_time_s": round(wall, 1),
                "images_per_s": round(sum(speeds) / len(speeds), 1) if speeds else None,
                "overrides": overrides}
     write_json(summary_path, summary)
     return summary
 
 
-def transfer_task(task: str, weights: Path | None, out: Path, row: Row, data: dict[str, Path], plan: DemoPlan,
+BACKBONE = "backbone_final.pth"  # what a pretraining run keeps: its final student backbone, torchvision names
+
+
+def keep_backbone(checkpoint: Path, backbone: Path) -> None:
+    """Write the final checkpoint's student backbone to `backbone` and delete the run's full checkpoints.
+
+    A full SSA checkpoint of a ResNet-18 holds the student, the frozen teacher, heads,
+    queues and optimizer state (150 MB); the transfer runs need only the student
+    backbone (45 MB), and `demo_out/` has a 300 MB budget.
+    """
+    import torch
+
+    from transfer.checkpoint import load_backbone
+    from transfer.fileio import atomic_path
+
+    state_dict, _ = load_backbone(checkpoint)
+    with atomic_path(backbone) as tmp:
+        torch.save(state_dict, tmp)
+    for name in ("checkpoint_final.pth", "checkpoint_last.pth"):
+        (backbone.parent / name).unlink(missing_ok=True)
+
+
+def random_init(out: Path, arch: str, seed: int) -> Path:
+    """A torchvision `arch` at its own initialisation under `seed`: the random-init row goes through the same
+    weight-loading path as every pretrained row, and each seed is a different network."""
+    import torch
+    import torchvision
+
+    from transfer.fileio import atomic_path
+
+    path = out / "pretrain" / "random" / f"{arch}_seed{seed}.pth"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(seed)
+        state = {k: v for k, v in getattr(torchvision.models, arch)().state_dict().items() if not k.startswith("fc.")}
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    return path
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pkl", ".pt")
+
+
+def drop_checkpoints(work_dir: Path) -> None:
+    """Delete a finished fine-tuning run's checkpoints (and converted weights); its metrics.json and logs stay."""
+    if not (work_dir / "metrics.json").is_file():
+        return
+    for path in list(work_dir.rglob("*")):
+        if path.is_file() and (path.suffix in CHECKPOINT_SUFFIXES or path.name == "last_checkpoint"):
+            path.unlink()
+
+
+def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path], plan: DemoPlan, seed: int,
                   args: argparse.Namespace) -> Path:
-    """Run one task of tools/run_transfer.sh for one row (reused when its metrics.json exists)."""
-    work_dir = out / "runs" / row.name / task
+    """Run one task of tools/run_transfer.sh for one backbone (reused when its metrics.json exists)."""
     fmt = {"linear": "imagefolder", "voc": "voc", "coco": "coco", "cityscapes": "cityscapes"}[task]
-    argv = [task, "--data", str(data[fmt]), "--work-dir", str(work_dir), "--seed", str(plan.seed)]
-    argv += ["--weights", str(weights)] if weights else []
+    argv = [task, "--data", str(data[fmt]), "--work-dir", str(work_dir), "--seed", str(seed), "--weights", str(weights)]
     argv += ["--gpus", str(args.gpus)] if args.gpus is not None else []
     argv += ["--force"] if args.force else []
-    # a random init has no checkpoint to bring its depth: the engines' configs default to ResNet-50
-    random_depth = [] if weights or plan.arch == "resnet50" else [f"model.backbone.depth={plan.arch[6:]}"]
     if task == "linear":
         argv += ["--max-iters", str(plan.linear_iters), "--input-size", str(plan.cls_size),
                  "linear.precompute_features=true", "linear.workers=0"]
-        argv += [] if weights else [f"model.arch={plan.arch}"]
     elif task in ("voc", "coco"):
         # a CPU-sized batch: one "GPU" of det_batch images at det_lr instead of the protocol's 8 x 2 at 0.02
         argv += ["--max-iters", str(plan.det_iters), "--input-size", str(plan.det_input), "protocol_gpus=1",
                  f"train_dataloader.batch_size={plan.det_batch}", f"optim_wrapper.optimizer.lr={plan.det_lr}",
-                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}", *random_depth]  # [0] is PreciseBNHook
+                 f"custom_hooks.0.num_iters={plan.precise_bn_iters}",  # [0] is PreciseBNHook
+                 f"model.train_cfg.rcnn.sampler.num={plan.det_rois}",
+                 f"model.test_cfg.rpn.max_per_img={plan.det_proposals}"]
     else:
-        argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input), *random_depth]
-    print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", file=sys.stderr, flush=True)
+        argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input)]
+    print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", flush=True)  # to the run's console.log
     run_transfer(argv)
+    drop_checkpoints(work_dir)
     return work_dir / "metrics.json"
+
+
+def aggregate(paths: list[Path], task: str, work_dir: Path) -> Path:
+    """One metrics.json with the mean of each figure over seeds, `<name>_std` beside it, and every seed's figures."""
+    if len(paths) == 1:
+        return paths[0]
+    records = [json.loads(p.read_text()) for p in paths]
+    trials = [{k: v for k, v in r["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+              for r in records]
+    metrics: dict[str, Any] = {}
+    for name, summary in summarize_trials(trials).items():
+        metrics[name], metrics[f"{name}_std"] = summary["mean"], summary["std"]
+    return write_metrics(work_dir, task=task, backend=records[0]["backend"], metrics=metrics,
+                         config=records[0].get("config"), iterations=records[0].get("iterations"), trials=trials,
+                         extra={"seeds": [str(p.parent.parent.name) for p in paths]})
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
+    from transfer.demo_report import chance_levels, separation
     from transfer.report import make_benchmarks
 
     plan = DemoPlan.from_overrides(list(args.overrides))
     if args.seed is not None:
         plan.seed = check_range("--seed", args.seed, 0)
+    verbose = plan.verbose or bool(getattr(args, "verbose", False))
     out = Path(args.work_dir or "demo_out")
     out.mkdir(parents=True, exist_ok=True)
-    stages = Stages()
-    print(f"[demo] plan: {dataclasses.asdict(plan)}", file=sys.stderr)
 
-    with stages.stage("data"):
-        data = make_data(out, plan, args.force)
-    selected = [row for row in ROWS if row.name in plan.rows]
+    selected = [ROW_BY_NAME[name] for name in plan.rows]
     needed = {row.teacher for row in selected} | {row.name for row in selected}  # a student needs its teacher
-    summaries: dict[str, dict[str, Any] | None] = {}
-    for row in ROWS:
-        if row.method is None or row.name not in needed:
-            summaries[row.name] = None
-            continue
-        teacher = out / summaries["moco_v2"]["checkpoint"] if row.teacher == "moco_v2" else None
-        with stages.stage(f"pretrain {row.name}"):
-            summaries[row.name] = pretrain(row, out, data["imagefolder"], plan, teacher, args.force)
+    pretrained = [row for row in ROWS if row.method is not None and row.name in needed and row.name != "teacher"]
+    count = {"random": plan.random_seeds, "teacher": 1}  # one teacher: every student distils the same one
+    seeds = {row.name: [plan.seed + k for k in range(count.get(row.name, plan.seeds))] for row in selected}
+    backbones = sum(len(s) for s in seeds.values())
+    total = COST["data"] + COST["teacher"] * ("teacher" in needed) + COST["report"] + \
+        COST["pretrain"] * plan.seeds * len(pretrained) + backbones * sum(COST[t] for t in plan.tasks)
+    console = Console(total, verbose=verbose)
+    console.say(f"plan {plan.plan}: rows {', '.join(plan.rows)}; tasks {', '.join(plan.tasks)}; "
+                f"{backbones} backbones; work dir {out} (each stage's output: its {LOG})")
+
+    with console.stage("data", COST["data"], out / "data" / LOG):
+        data = make_data(out, plan, args.force)
+    checkpoints: dict[tuple[str, int], Path] = {}
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    if "teacher" in needed:
+        with console.stage("pretrain teacher (supervised)", COST["teacher"], out / "pretrain" / "teacher" / LOG):
+            summary = train_teacher(out, data["imagefolder"], plan, args.force)
+        summaries["teacher"] = [summary]
+        for seed in seeds.get("teacher", [plan.seed]):
+            checkpoints["teacher", seed] = out / summary["checkpoint"]
+    teacher_ckpt = checkpoints.get(("teacher", plan.seed))
+    for row in pretrained:
+        for seed in [plan.seed + k for k in range(plan.seeds)]:
+            work_dir = out / "pretrain" / row.name / (f"seed{seed}" if plan.seeds > 1 else "")
+            teacher = teacher_ckpt if row.teacher == "teacher" else None
+            name = f"pretrain {row.name}" + (f" seed {seed}" if plan.seeds > 1 else "")
+            with console.stage(name, COST["pretrain"], work_dir / LOG):
+                summary = pretrain(row, work_dir, out, data["imagefolder"], plan, seed, teacher, args.force)
+            summaries.setdefault(row.name, []).append(summary)
+            checkpoints[row.name, seed] = out / summary["checkpoint"]
+    for row in selected:
+        if row.method is None:
+            for seed in seeds[row.name]:
+                checkpoints[row.name, seed] = random_init(out, plan.arch, seed)
+
     rows = []
     for row in selected:
-        summary = summaries[row.name]
-        weights = out / summary["checkpoint"] if summary else None
         metrics = {}
         for task in plan.tasks:
-            with stages.stage(f"{task} {row.name}"):
-                path = transfer_task(task, weights, out, row, data, plan, args)
-            metrics[task] = str(path.relative_to(out))
-        rows.append({"method": row.method or "random", "name": row.name, "label": row.label,
+            paths = []
+            for seed in seeds[row.name]:
+                several = len(seeds[row.name]) > 1
+                work_dir = out / "runs" / row.name / (f"seed{seed}" if several else "") / task
+                name = f"{task} {row.name}" + (f" seed {seed}" if several else "")
+                with console.stage(name, COST[task], work_dir / LOG):
+                    paths.append(transfer_task(task, checkpoints[row.name, seed], work_dir, data, plan, seed, args))
+            metrics[task] = str(aggregate(paths, task, out / "runs" / row.name / task).relative_to(out))
+        runs = summaries.get(row.name)
+        summary = None if runs is None else {**runs[0], "seeds": len(runs)} if len(runs) > 1 else runs[0]
+        if summary is not None and len(runs) > 1:
+            for key in ("wall_time_s", "images_per_s"):
+                values = [r[key] for r in runs if r.get(key) is not None]
+                summary[key] = round(statistics.fmean(values), 1) if values else None
+        rows.append({"method": row.method or "random", "name": row.name,
+                     "label": row.label + (f" ({len(seeds[row.name])} seeds)" if len(seeds[row.name]) > 1 else ""),
                      "teacher": row.teacher, "pretrain": summary, "metrics": metrics})
+        if row.name == "teacher":
+            rows[-1]["budget"] = {"epochs": plan.teacher_epochs}
+        if row.method is None:  # a random init is remade from its seed in a moment: not worth 45 MB a seed
+            for seed in seeds[row.name]:
+                checkpoints[row.name, seed].unlink(missing_ok=True)
 
-    with stages.stage("report"):
-        default = tuple(plan.rows) == DEFAULT_ROWS
+    with console.stage("report", COST["report"]):
+        default = plan.plan == "demo" and tuple(plan.rows) == DEFAULT_ROWS
         command = " ".join(["tools/run_transfer.sh demo", *(["--work-dir", str(out)] if args.work_dir else []),
                             *args.overrides])
         index = {"schema": 1, "name": "procedural demo" + ("" if default else f" ({', '.join(plan.rows)})"),
@@ -256,7 +408,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "procedural": True,
                  "budget": {"arch": plan.arch, "epochs": plan.pretrain_epochs, "batch_size": plan.batch_size,
                             "image_size": plan.cls_size, "images": plan.pretrain_images},
-                 "plan": dataclasses.asdict(plan), "stage_times_s": stages.times, "rows": rows}
+                 "plan": dataclasses.asdict(plan), "stage_times_s": console.times, "rows": rows}
+        index["chance"] = chance_levels(data, plan.tasks)
+        index["separation"] = separation(out, rows, index["chance"])
         index_path = out / plan.index
         write_json(index_path, index)
         # the default rows' table is benchmarks.md; another set of rows (index=NAME.json) gets NAME.md beside it
@@ -265,8 +419,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plot = out / "comparison.png" if default_index else table.with_suffix(".png")
         make_benchmarks([index_path], out=table, plot=plot,
                         command=f"tools/make_benchmarks.py --index {index_path}")
-    total = time.perf_counter() - stages.start
-    index["stage_times_s"], index["total_time_s"] = stages.times, round(total, 1)
+    total_s = time.perf_counter() - console.start
+    index["stage_times_s"], index["total_time_s"] = console.times, round(total_s, 1)
     write_json(index_path, index)
-    print(f"[demo] done in {total:.0f} s: {index_path}, {table}", file=sys.stderr)
+    for line in separation_lines(index["separation"]):
+        console.say(line)
+    console.say(f"done in {total_s:.0f} s: {index_path}, {table}")
+    console.close()
     return index
+
+
+def separation_lines(separation: dict[str, Any]) -> list[str]:
+    """The console's summary: each row's margin over random init per quantity, and whether it counts."""
+    lines = []
+    for quantity in separation.get("quantities", []):
+        cells = [f"{r['row']} {r['margin']:+.1f}" + ("" if r["meets"] else " (short)") for r in quantity["rows"]]
+        lines.append(f"{quantity['label']}: chance {quantity['chance']:.1f}, random init {quantity['random']:.1f} "
+                     f"± {quantity['spread']:.1f}; margin needed {quantity['needed']:.1f}: " + ", ".join(cells))
+    return lines

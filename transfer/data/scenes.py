@@ -94,16 +94,34 @@ def cluttered_background(rng: np.random.Generator, width: int, height: int) -> n
     return np.asarray(canvas).copy()
 
 
+def solid_colour(rng: np.random.Generator, pixels: np.ndarray, min_distance: float = 150.0) -> np.ndarray:
+    """A random RGB colour at least `min_distance` (sum of channel differences) from the mean of `pixels` (N x 3)."""
+    mean = pixels.reshape(-1, 3).mean(0)
+    for _ in range(100):
+        colour = rng.integers(0, 256, 3)
+        if np.abs(colour - mean).sum() >= min_distance:
+            return colour
+    return 255 - mean.round().astype(np.int64)  # the complement is always far enough from a mean
+
+
 def render_objects(rng: np.random.Generator, width: int, height: int, num_objects: int,
                    scale: tuple[float, float] = (0.08, 0.3), labels: list[int] | None = None,
-                   min_visible: float = 0.4, min_pixels: int = 64) -> tuple[np.ndarray, list[Instance]]:
-    """A scene with up to `num_objects` textured shapes that may occlude each other.
+                   min_visible: float = 0.4, min_pixels: int = 64, fill: str = "solid"
+                   ) -> tuple[np.ndarray, list[Instance]]:
+    """A scene with up to `num_objects` shapes that may occlude each other.
+
+    `fill="solid"`: each shape in one colour (with pixel noise) far from the
+    background's, as the object-centric classification images (`objects.py`) draw
+    them, so a backbone that learned those sees the same objects here;
+    `"texture"`: a random texture (noise, stripes or a gradient) of a random colour.
 
     Objects are painted back to front; an object that would keep less than
     `min_visible` of its area (or fewer than `min_pixels` pixels) after occlusion
     is dropped before painting, so every painted object is labelled.
     Returns the image (H, W, 3) uint8 and the instances, back to front.
     """
+    if fill not in ("solid", "texture"):
+        raise ValueError(f"unknown fill {fill!r}; expected solid or texture")
     side = min(width, height)
     drafts = []  # (label, full mask, texture)
     for k in range(num_objects):
@@ -111,7 +129,8 @@ def render_objects(rng: np.random.Generator, width: int, height: int, num_object
         r = rng.uniform(*scale) * side
         cx, cy = rng.uniform(0.1 * width, 0.9 * width), rng.uniform(0.1 * height, 0.9 * height)
         poly = shape_polygon(SHAPES[label], cx, cy, r, rng.uniform(0, 2 * np.pi), rng.uniform(0.5, 1.0))
-        drafts.append((label, polygon_mask(poly, width, height), texture(rng, width, height)))
+        drafts.append((label, polygon_mask(poly, width, height), texture(rng, width, height) if fill == "texture"
+                       else None))
 
     # Drop objects hidden too much by the ones painted after them; dropping one only
     # uncovers the others, so one pass from the front is enough.
@@ -126,6 +145,9 @@ def render_objects(rng: np.random.Generator, width: int, height: int, num_object
 
     img = cluttered_background(rng, width, height)
     for _, mask, tex, _ in kept:
+        if tex is None:  # solid: a colour far from what the shape covers, drawn only now (after the background)
+            colour = solid_colour(rng, img[mask]) if mask.any() else rng.integers(0, 256, 3)
+            tex = np.clip(colour + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
         img[mask] = tex[mask]
     return img, [Instance(label, visible) for label, _, _, visible in kept]
 

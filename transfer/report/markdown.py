@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from transfer.report.columns import DASH, MEASURED_COLUMNS, NOT_RUN, PAPER_COLUMNS, TASKS
+from transfer.report.columns import DASH, MEASURED_COLUMNS, NOT_RUN, PAPER_COLUMNS, TASKS, fmt_delta, fmt_percent
 from transfer.report.compare import comparison_lines, cost_text, pretrain_cost_lines
 from transfer.report.performance import EXPECTED_BENCHMARKS, BenchmarkFile, context_text, cost_pairs, fmt_number
 from transfer.report.runs import MethodRow, TransferTable, describe_machine
@@ -146,11 +146,41 @@ def table_section(table: TransferTable, out_dir: Path) -> list[str]:
                else " (rows with their own budget show it in the pretraining column)")]
     if trials:
         lines.append("- `a ± s`: mean and std over trials (" +
-                     ", ".join(f"{task}: {n} trials" for task, n in trials) + ")")
+                     ", ".join(f"{task}: {n} trials" for task, n in trials) + "; the demo's trials are seeds)")
+    lines += chance_lines(table)
     lines += ["", "SSA against the baselines (computed from the rows above: SSA minus baseline, in points):", ""]
     lines += comparison_lines(table) + pretrain_cost_lines(table)
     lines += ["", "<details><summary>Runs behind this table</summary>", ""] + _run_lines(table) + ["", "</details>", ""]
     return lines
+
+
+def chance_lines(table: TransferTable) -> list[str]:
+    """The chance level of each column, then each row's margin over random init (when the index has them)."""
+    lines = []
+    if table.chance:
+        levels = [f"{task} {metric} {fmt_percent(value)}" for task, figures in table.chance.items()
+                  for metric, value in figures.items()]
+        lines.append("- Chance level: " + ", ".join(levels) + " (top-1: a uniform guess; AP: a detector that "
+                     "learned nothing; mIoU: the most frequent class everywhere)")
+    quantities = table.separation.get("quantities") or []
+    if quantities:
+        lines += ["", "Margin over random init, in points (it counts when it reaches the target and is more than "
+                  "twice random init's spread over its seeds):", ""]
+        header = ["quantity", "chance", "random init ± spread", "target"] + \
+            [_label_of(table, cell["row"]) for cell in quantities[0]["rows"]]
+        body = []
+        for q in quantities:
+            cells = {c["row"]: f"{fmt_delta(c['margin'])}" + (" ✓" if c["meets"] else " ✗") for c in q["rows"]}
+            body.append([q["label"], fmt_percent(q["chance"]), f"{q['random']:.1f} ± {q['spread']:.1f}",
+                         f"+{q['needed']:.1f}"] + [cells.get(c["row"], DASH) for c in quantities[0]["rows"]])
+        lines += _table(header, body)
+    return lines
+
+
+def _label_of(table: TransferTable, name: str) -> str:
+    """A row's label from its index name."""
+    row = table.row(name)
+    return row.label if row is not None else name
 
 
 def measured_section(tables: list[TransferTable], out_dir: Path, plot_link: str | None) -> list[str]:

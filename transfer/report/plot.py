@@ -60,6 +60,13 @@ def render_comparison_png(tables: list[TransferTable]) -> bytes | None:
             for x, value, std in points:
                 ax.annotate(f"{value:.1f}", (x, value + (std or 0.0)), xytext=(0, 2), textcoords="offset points",
                             ha="center", va="bottom", fontsize=7, rotation=90)
+        labelled = False
+        for j, q in enumerate(quantities):  # chance: a dashed line across the quantity's bars
+            level = table.chance.get(q.task, {}).get(q.metric)
+            if level is not None:
+                ax.hlines(level, j - 0.45, j + 0.45, colors="black", linestyles="dashed", linewidth=1,
+                          label=None if labelled else "chance")
+                labelled = True
         ax.set_xticks(range(len(quantities)), [q.label for q in quantities])
         ax.set_ylabel("percent")
         top = max((value_of(r, q)[0] or 0.0) + (value_of(r, q)[1] or 0.0) for r in table.rows for q in quantities)

@@ -52,6 +52,7 @@ class MethodRow:
     pretrain: dict[str, Any] | None
     budget: dict[str, Any]
     results: dict[str, TaskResult] = field(default_factory=dict)
+    name: str | None = None  # the index's `name` of the row (what another row's `teacher` refers to)
 
 
 @dataclass
@@ -68,10 +69,13 @@ class TransferTable:
     data: str | None
     rows: list[MethodRow]
     link_cells: bool = False  # each measured cell links to its metrics.json (the suite's index asks for it)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)  # per task and metric, when the index has it
+    separation: dict[str, Any] = field(default_factory=dict)  # the demo's margins over random init
 
     def row(self, method: str) -> MethodRow | None:
-        """The first row of a method, or None."""
-        return next((r for r in self.rows if r.method == method), None)
+        """The row named `method`, else the first row of that method, or None."""
+        return next((r for r in self.rows if r.name == method), None) or \
+            next((r for r in self.rows if r.method == method), None)
 
 
 def describe_machine(info: Any) -> str:
@@ -169,7 +173,7 @@ def load_index(path: str | Path) -> TransferTable:
             raise UserError(f"{path}: two rows are labelled {label!r}; give each a distinct 'label'")
         labels.add(label)
         row = MethodRow(method=raw["method"], label=label, teacher=raw.get("teacher"), pretrain=raw.get("pretrain"),
-                        budget={**budget, **(raw.get("budget") or {})})
+                        budget={**budget, **(raw.get("budget") or {})}, name=raw.get("name"))
         for task in TASKS:
             target = (raw.get("metrics") or {}).get(task)
             if target is not None:
@@ -178,4 +182,5 @@ def load_index(path: str | Path) -> TransferTable:
     return TransferTable(path=path, name=str(index.get("name") or path.parent.name), command=index.get("command"),
                          date=index.get("date"), machine=index.get("machine"), budget=budget,
                          procedural=index.get("procedural", True) is not False, data=index.get("data"), rows=rows,
-                         link_cells=index.get("link_cells") is True)
+                         link_cells=index.get("link_cells") is True, chance=index.get("chance") or {},
+                         separation=index.get("separation") or {})
