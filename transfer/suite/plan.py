@@ -21,7 +21,7 @@ COCO_CONFIGS = {
                "detectron2": DETECTRON2 / "coco_mask_rcnn_R_50_FPN_1x.yaml"},
 }
 COCO_TITLES = {"c4_1x": "COCO C4 1x", "c4_2x": "COCO C4 2x", "fpn_1x": "COCO FPN 1x"}
-# The protocols' own number of trials (shared/docs/protocols.md): VOC is averaged over 5 seeds.
+# The protocols' own number of trials (the project's protocol notes): VOC is averaged over 5 seeds.
 DEFAULT_TRIALS = {"linear": 1, "voc": 5, "coco": 1, "cityscapes": 1}
 # The dataset format each task reads from --data-root.
 FORMATS = {"linear": "imagefolder", "voc": "voc", "coco": "coco", "cityscapes": "cityscapes"}
