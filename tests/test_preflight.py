@@ -77,7 +77,7 @@ def test_preflight_runs_the_protocol_at_full_size(full_size_data: Path, weights:
     if task != "linear":
         assert "Epoch(test) [2/2]" in log  # the test on 2 images
     else:
-        assert record["crop_size"] == 224 and record["num_val"] == 2
+        assert "/ 2 val images" in record["notes"][0] and "crop 224" in record["notes"][0]
     assert not (tmp_path / "runs").exists()  # --preflight-only starts nothing
     figures = json.loads((tmp_path / "figures" / "preflight.json").read_text())["figures"]
     assert any(f["unit"] == "s/iter" and f["value"] == result["s_per_iter"] for f in figures)

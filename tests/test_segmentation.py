@@ -221,7 +221,7 @@ def learning_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     common = ["--data", str(data), "--input-size", "64", *CPU, *NO_VAL, "model.backbone.depth=18"]
     with one_torch_thread():
         trained = run(transfer_args(*common, "--work-dir", str(root / "work"), "--max-iters", "300",
-                                    "optim_wrapper.optimizer.lr=0.05", f"test_evaluator.output_dir={preds}"))
+                                    "optim_wrapper.optimizer.lr=0.05", f"+test_evaluator.output_dir={preds}"))
         # the same model untrained: one iteration at lr 0 (only BN statistics move)
         untrained = run(transfer_args(*common, "--work-dir", str(root / "untrained"), "--max-iters", "1",
                                       "optim_wrapper.optimizer.lr=0"))

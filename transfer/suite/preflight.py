@@ -175,7 +175,9 @@ def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_di
     if protocol.task == "linear":  # the 2 iterations' mean, with the first one's warm-up and the 2-image test
         timed = [p["train_s"] for p in peaks if p.get("train_s")]
         result.s_per_iter = max(timed) / ITERS if timed else None
-        epochs = record["linear_config"]["linear"]["epochs"]
+        from transfer.classification.runner import load_linear_config
+
+        epochs = load_linear_config(record["config"], record.get("overrides") or [], None)["linear"]["epochs"]
         result.full_iters = int(epochs * -(-facts["train_images"] // facts["batch"]))  # over the full train set
         result.batch = str(facts["batch"])
     else:
