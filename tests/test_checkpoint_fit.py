@@ -34,3 +34,19 @@ def test_stage_channels_are_torchvisions(arch):
     widths = tuple(stage[-1].bn2.num_features if arch in ("resnet18", "resnet34") else stage[-1].bn3.num_features
                    for stage in (model.layer1, model.layer2, model.layer3, model.layer4))
     assert STAGE_CHANNELS[DEPTHS[arch]] == widths
+
+
+def test_resnet_trunk_takes_a_state_dict_without_batch_counters_but_not_without_a_weight():
+    """Checkpoints of older torch versions have no `num_batches_tracked`; a missing weight is still refused."""
+    import torchvision
+
+    from transfer.backbone import resnet_trunk
+    from transfer.errors import UserError
+
+    state = {k: v for k, v in torchvision.models.resnet18().state_dict().items()
+             if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    trunk = resnet_trunk("resnet18", state)
+    assert torch.equal(trunk.conv1.weight, state["conv1.weight"])
+    del state["layer1.0.conv1.weight"]
+    with pytest.raises(UserError, match="layer1.0.conv1.weight"):
+        resnet_trunk("resnet18", state)

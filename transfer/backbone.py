@@ -45,11 +45,12 @@ class ResNetTrunk(ResNet):
 
 
 def resnet_trunk(arch: str, state_dict: dict[str, torch.Tensor] | None = None, origin: str = "") -> ResNetTrunk:
-    """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (strictly)."""
+    """A ResNet trunk, randomly initialised or loaded from a canonical backbone state dict (every tensor; BN batch
+    counters, which checkpoints of older torch versions lack and nothing here reads, may be absent)."""
     model = ResNetTrunk(arch)
     if state_dict is not None:
-        fit = state_dict_fit(model.state_dict(), state_dict, optional=lambda key: False)
+        fit = state_dict_fit(model.state_dict(), state_dict)
         if not fit.fills():
             raise UserError(f"{origin or 'checkpoint'} does not fit a {arch}: {fit.describe()}")
-        model.load_state_dict(state_dict)
+        model.load_state_dict(state_dict, strict=False)  # strict but for the batch counters (checked just above)
     return model
