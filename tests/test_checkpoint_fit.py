@@ -38,8 +38,6 @@ def test_stage_channels_are_torchvisions(arch):
 
 def test_resnet_trunk_takes_a_state_dict_without_batch_counters_but_not_without_a_weight():
     """Checkpoints of older torch versions have no `num_batches_tracked`; a missing weight is still refused."""
-    import torchvision
-
     from transfer.backbone import resnet_trunk
     from transfer.errors import UserError
 
