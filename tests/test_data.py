@@ -160,17 +160,6 @@ def test_make_demo_data_tool(tmp_path):
 
 # ---- the checks: each names the file, the line where there is one, and what was expected ----
 
-@pytest.fixture()
-def copy_of(demo_data, tmp_path):
-    import shutil
-
-    def copy(fmt: str) -> Path:
-        dst = tmp_path / fmt
-        shutil.copytree(demo_data / fmt, dst)
-        return dst
-    return copy
-
-
 def _problems(fmt: str, root: Path) -> list[str]:
     with pytest.raises(DatasetError) as info:
         check_dataset(fmt, root)

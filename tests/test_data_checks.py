@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -39,15 +38,6 @@ def truncate(path: Path, keep: float = 0.6) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[:int(len(data) * keep)])
     return path
-
-
-@pytest.fixture()
-def copy_of(demo_data, tmp_path):
-    def copy(fmt: str) -> Path:
-        dst = tmp_path / fmt
-        shutil.copytree(demo_data / fmt, dst)
-        return dst
-    return copy
 
 
 def problems_of(fmt: str, root: Path, **kwargs) -> list[str]:
