@@ -3,13 +3,11 @@ half-written left behind (issue 14: broken data, damaged checkpoints, bad --out)
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import pytest
 import torch
 
 from conftest import REPO
@@ -34,15 +32,6 @@ def the_error(run: subprocess.CompletedProcess) -> str:
     errors = [line for line in lines if line.startswith("error: ")]
     assert len(errors) == 1 and lines[-1] == errors[0], run.stderr
     return errors[0]
-
-
-@pytest.fixture()
-def copy_of(demo_data, tmp_path):
-    def copy(fmt: str) -> Path:
-        dst = tmp_path / "data" / fmt
-        shutil.copytree(demo_data / fmt, dst)
-        return dst
-    return copy
 
 
 def test_coco_annotations_that_are_a_list(copy_of):
