@@ -12,7 +12,8 @@ from PIL import Image
 from transfer.data import make_dataset
 from transfer.data.imagefolder import check_imagefolder
 from transfer.data.objects import render_object_image
-from transfer.data.scenes import SHAPES
+from transfer.data.patterns import PATTERNS
+from transfer.data.scenes import SHAPES, pattern_fill
 from transfer.demo_console import redirect_output
 from transfer.demo_report import chance_levels
 from transfer.errors import UserError
@@ -23,10 +24,37 @@ def test_object_images_are_one_large_shape_each(tmp_path: Path) -> None:
     check_imagefolder(root)
     assert sorted(d.name for d in (root / "train").iterdir()) == sorted(SHAPES)
     assert len(list(root.glob("train/*/*.png"))) == 10 and Image.open(next(root.glob("val/*/*.png"))).size == (48, 48)
-    # the shape is a solid colour far from the background: its pixels differ from the corners' by a wide margin
+    # the shape is filled with its pattern in two colours far apart; the background's corner is one texture
     img = render_object_image(np.random.default_rng(0), 0, 64).astype(float)
-    centre, corner = img[28:36, 28:36].reshape(-1, 3).mean(0), img[:6, :6].reshape(-1, 3).mean(0)
-    assert np.abs(centre - corner).sum() > 60
+    centre, corner = img[26:38, 26:38].reshape(-1, 3), img[:6, :6].reshape(-1, 3)
+    assert centre.std(0).sum() > 3 * corner.std(0).sum()
+
+
+def test_a_pattern_fill_draws_its_class_pattern() -> None:
+    rng = np.random.default_rng(0)
+    covered = np.full((10, 3), 128)
+    h = pattern_fill(rng, PATTERNS.index("hstripes"), 64, 48, covered).astype(float)  # (48, 64, 3)
+    v = pattern_fill(rng, PATTERNS.index("vstripes"), 64, 48, covered).astype(float)
+    assert h.shape == v.shape == (48, 64, 3)
+    # horizontal stripes change down a column, not along a row; vertical ones the other way round
+    assert h.std(1).mean() * 3 < h.std(0).mean() and v.std(0).mean() * 3 < v.std(1).mean()
+
+
+def test_scenes_can_be_drawn_with_the_class_patterns(tmp_path: Path) -> None:
+    import json
+
+    solid = make_dataset("voc", tmp_path / "solid", 0, 4, 2, objects=(1, 2))
+    pattern = make_dataset("voc", tmp_path / "pattern", 0, 4, 2, objects=(1, 2), fill="pattern")
+    assert json.loads((pattern / "generated.json").read_text())["fill"] == "pattern"
+    # the same scenes (boxes) with other fills
+    name = "VOC2007/Annotations/000000.xml"
+    assert (solid / name).read_text() == (pattern / name).read_text()
+    image = "VOC2007/JPEGImages/000000.jpg"
+    assert not np.array_equal(np.asarray(Image.open(solid / image)), np.asarray(Image.open(pattern / image)))
+    with pytest.raises(UserError, match="fill"):
+        make_dataset("cityscapes", tmp_path / "bad", 0, 4, 2, fill="pattern")
+    with pytest.raises(UserError, match="fill"):
+        make_dataset("voc", tmp_path / "bad", 0, 4, 2, fill="stripes")
 
 
 def test_scenes_hold_at_most_the_objects_asked_for(tmp_path: Path) -> None:

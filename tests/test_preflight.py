@@ -92,3 +92,14 @@ def test_preflight_failure_stops_the_suite(full_size_data: Path, tmp_path: Path)
                       "--tasks", "linear", "--preflight", "--work-dir", str(tmp_path / "s"), *CPU_BATCH])
     assert not (tmp_path / "s" / "runs").exists()
     assert json.loads((tmp_path / "s" / "preflight" / "preflight.json").read_text())[0]["ok"] is False
+
+
+def test_preflight_reports_the_batch_that_ran(tmp_path: Path) -> None:
+    from transfer.suite.preflight import mmengine_batch
+
+    # the run dumps its config in its work dir; the table's batch is what that config trained with
+    (tmp_path / "faster-rcnn.py").write_text("train_dataloader = dict(batch_size=1)\n")
+    record = {"config": "/configs/faster-rcnn.py", "world_size": 1}
+    assert mmengine_batch(tmp_path, record) == "1"
+    assert mmengine_batch(tmp_path, {**record, "world_size": 8}) == "1/process x 8"
+    assert mmengine_batch(tmp_path, {**record, "config": "/configs/other.py"}) == "?"

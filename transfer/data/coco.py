@@ -56,7 +56,7 @@ def _polygons(mask: np.ndarray) -> list[list[float]]:
 
 
 def write_coco(root: str | Path, seed: int, num_train: int, num_val: int,
-               size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6)) -> Path:
+               size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6), fill: str = "solid") -> Path:
     """Write a procedural COCO-format dataset under `root`; returns `root`."""
     root = Path(root)
     cat_id = {c["name"]: c["id"] for c in COCO_CATEGORIES}
@@ -68,7 +68,7 @@ def write_coco(root: str | Path, seed: int, num_train: int, num_val: int,
         for i in range(count):
             rng = np.random.default_rng([seed, 1, split_index, i])
             image_id = split_index * 1_000_000 + i + 1
-            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)))
+            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)), fill=fill)
             name = f"{image_id:012d}.jpg"
             Image.fromarray(img).save(root / split / name, quality=92)
             images.append({"id": image_id, "file_name": name, "width": size[0], "height": size[1]})

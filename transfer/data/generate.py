@@ -9,6 +9,7 @@ from transfer.data.cityscapes import write_cityscapes
 from transfer.data.coco import write_coco
 from transfer.data.imagefolder import write_imagefolder
 from transfer.data.objects import write_object_images
+from transfer.data.scenes import FILLS
 from transfer.data.voc import write_voc
 from transfer.errors import UserError
 from transfer.fileio import temporary_folder_beside
@@ -22,13 +23,14 @@ FULL_SIZES = {"coco": (640, 480), "voc": (500, 375), "cityscapes": (2048, 1024),
 
 def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
                  image_size: tuple[int, int] | None = None, overwrite: bool = False, kind: str | None = None,
-                 objects: tuple[int, int] | None = None) -> Path:
+                 objects: tuple[int, int] | None = None, fill: str | None = None) -> Path:
     """Write the procedural `fmt` dataset to `out` atomically (a temporary folder renamed at the end).
 
     `num_images` train images and `num_val` val/test images (default a quarter,
     at least 8); `image_size` is (width, height). ImageFolder's `kind`: `shapes`
     (default), `patterns` or `objects` (one large shape per image, `objects.py`);
-    VOC's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6). An
+    VOC's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6), and
+    their `fill`: `solid` (default), `texture` or `pattern` (`scenes.render_objects`). An
     existing `out` made with the same parameters is reused; a different one is an
     error unless `overwrite`.
     """
@@ -41,14 +43,17 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64)}[fmt]
     size = tuple(image_size or default_size)
     params = {"format": fmt, "seed": seed, "num_images": num_images, "num_val": num_val, "image_size": list(size)}
-    if kind is not None and fmt != "imagefolder" or objects is not None and fmt not in ("voc", "coco"):
-        raise UserError(f"{fmt}: kind= is for imagefolder, objects= for voc and coco")
+    if kind is not None and fmt != "imagefolder" or (objects, fill) != (None, None) and fmt not in ("voc", "coco"):
+        raise UserError(f"{fmt}: kind= is for imagefolder, objects= and fill= for voc and coco")
+    if fill not in (None, *FILLS):
+        raise UserError(f"unknown scene fill {fill!r}; expected one of {', '.join(FILLS)}")
     if kind not in (None, "shapes", "patterns", "objects"):
         raise UserError(f"unknown ImageFolder kind {kind!r}; expected shapes, patterns or objects")
     if objects is not None and not 1 <= objects[0] <= objects[1]:
         raise UserError(f"objects={objects}: expected (fewest, most) with 1 <= fewest <= most")
     params.update({"kind": kind} if kind not in (None, "shapes") else {})
     params.update({"objects": list(objects)} if objects is not None else {})
+    params.update({"fill": fill} if fill not in (None, "solid") else {})
     if out.exists():
         manifest = out / MANIFEST
         if manifest.is_file() and json.loads(manifest.read_text()) == params and not overwrite:
@@ -60,6 +65,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     tmp = temporary_folder_beside(out)  # removes those of killed runs; the usual folder mode, not 0700
     try:
         scene = {"objects": tuple(objects)} if objects is not None else {}
+        scene.update({"fill": fill} if fill is not None else {})
         if fmt == "coco":
             write_coco(tmp, seed, num_images, num_val, size, **scene)
         elif fmt == "voc":

