@@ -124,9 +124,13 @@ def test_methods_plan_compares_every_method_over_three_seeds() -> None:
 def test_methods_plan_runs_tiny(demo_run: tuple[Path, str]) -> None:
     out, _ = demo_run
     tiny = [w for w in TINY if not w.startswith("rows=")]
-    index = run_transfer(["demo", "--work-dir", str(out), *tiny, "plan=methods", "rows=ssa_b32,random", "seeds=2",
+    before = (out / "runs" / "ssa" / "linear" / "metrics.json").read_text()
+    index = run_transfer(["demo", "--work-dir", str(out), *tiny, "plan=methods", "rows=ssa_b32,ssa,random", "seeds=2",
                           "tasks=linear"])
     assert (out / "methods.json").is_file() and (out / "methods.md").is_file()
+    # the demo's one-seed ssa row keeps its figures; the methods' ssa row is the mean of its own 2 seeds
+    assert (out / "runs" / "ssa" / "linear" / "metrics.json").read_text() == before
+    assert len(json.loads((out / index["rows"][1]["metrics"]["linear"]).read_text())["trials"]) == 2
     row = index["rows"][0]
     assert row["name"] == "ssa_b32" and row["teacher"] == "teacher" and row["pretrain"]["seeds"] == 2
     record = json.loads((out / row["metrics"]["linear"]).read_text())
