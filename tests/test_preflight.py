@@ -79,6 +79,7 @@ def test_preflight_runs_the_protocol_at_full_size(full_size_data: Path, weights:
     else:
         assert "/ 2 val images" in record["notes"][0] and "crop 224" in record["notes"][0]
     assert not (tmp_path / "runs").exists()  # --preflight-only starts nothing
+    assert not [p for p in run_dir.rglob("*") if p.suffix == ".pth"]  # its checkpoint is gone, its figures stay
     figures = json.loads((tmp_path / "figures" / "preflight.json").read_text())["figures"]
     assert any(f["unit"] == "s/iter" and f["value"] == result["s_per_iter"] for f in figures)
 

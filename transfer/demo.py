@@ -32,6 +32,7 @@ from typing import Any
 
 from transfer.cli import run_transfer
 from transfer.demo_console import LOG, Console
+from transfer.engine.workdir import drop_checkpoints
 from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.overrides import check_range, coerce, parse_overrides
@@ -272,18 +273,6 @@ def random_init(out: Path, arch: str, seed: int) -> Path:
     return path
 
 
-CHECKPOINT_SUFFIXES = (".pth", ".pkl", ".pt")
-
-
-def drop_checkpoints(work_dir: Path) -> None:
-    """Delete a finished fine-tuning run's checkpoints (and converted weights); its metrics.json and logs stay."""
-    if not (work_dir / "metrics.json").is_file():
-        return
-    for path in list(work_dir.rglob("*")):
-        if path.is_file() and (path.suffix in CHECKPOINT_SUFFIXES or path.name == "last_checkpoint"):
-            path.unlink()
-
-
 def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path], plan: DemoPlan, seed: int,
                   args: argparse.Namespace) -> Path:
     """Run one task of tools/run_transfer.sh for one backbone (reused when its metrics.json exists)."""
@@ -305,7 +294,7 @@ def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path
         argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input)]
     print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", flush=True)  # to the run's console.log
     run_transfer(argv)
-    drop_checkpoints(work_dir)
+    drop_checkpoints(work_dir)  # demo_out's 300 MB budget
     return work_dir / "metrics.json"
 
 

@@ -4,7 +4,8 @@ The pieces, one per file:
 - `runner.run_task(args, adapter)`: the skeleton every task of tools/run_transfer.sh runs (flags,
   reuse, devices, dataset check, work-dir lock, weights, trials, metrics.json); `runner.Adapter`
   is what an engine supplies (classification.runner, engine.task, detection.detectron2_backend).
-- `workdir.claim_work_dir(path)`: create and lock a run's folder; an early error removes it again.
+- `workdir.claim_work_dir(path)`: create and lock a run's folder; an early error removes it again;
+  `workdir.drop_checkpoints(path)`: a finished run's checkpoints deleted, its metrics and logs kept.
 - `config.load_mm_config(path, overrides)`: an mmengine Config with typed key=value overrides
   (`transfer.overrides`); `config.read_yaml_config(path)` the YAML configs with `_base_`.
 - `devices.adapt_to_devices(cfg, gpus)`: SyncBN -> BN on one process, keep the protocol's total

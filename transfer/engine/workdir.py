@@ -106,3 +106,17 @@ def claim_work_dir(folder: Path, writer: bool = True) -> Iterator[Claim]:
         raise
     finally:
         lock.unlink(missing_ok=True)
+
+
+CHECKPOINT_SUFFIXES = (".pth", ".pkl", ".pt")
+
+
+def drop_checkpoints(work_dir: Path) -> None:
+    """Delete a finished run's checkpoints (and converted weights) once its metrics.json exists; its metrics and
+    logs stay. For runs nobody resumes: the demo's fine-tuning, the suite's preflight (an R50 with optimizer
+    state per protocol and iteration, 2.5 GB for the four protocols)."""
+    if not (work_dir / "metrics.json").is_file():
+        return
+    for path in list(work_dir.rglob("*")):
+        if path.is_file() and (path.suffix in CHECKPOINT_SUFFIXES or path.name == "last_checkpoint"):
+            path.unlink()

@@ -21,6 +21,7 @@ from typing import Any
 
 from transfer.data import check_dataset, find_dataset
 from transfer.data.imagefolder import IMAGE_EXTENSIONS
+from transfer.engine.workdir import drop_checkpoints
 from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.results import METRICS_FILE, machine_label, write_benchmark
@@ -237,6 +238,8 @@ def run_preflight(plan: SuitePlan,
             planned.append((checkpoint, protocol, work_dir, facts, command))
     codes = execute([(command, work_dir) for _, _, work_dir, _, command in planned])
     results = [measure(plan, c, p, w, f, code) for (c, p, w, f, _), code in zip(planned, codes)]
+    for _, _, work_dir, _, _ in planned:  # each run is redone (--force) by the next preflight: keep only its figures
+        drop_checkpoints(work_dir)
     print(preflight_table(results))
     write_json(plan.work_dir / "preflight" / "preflight.json",
                [{"protocol": r.protocol.key, "checkpoint": r.checkpoint, "ok": r.ok, "error": r.error,
