@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from transfer.cli import run_transfer
-from transfer.demo import DemoPlan
+from transfer.demo import BACKBONE, DemoPlan
 from transfer.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,3 +138,22 @@ def test_methods_plan_runs_tiny(demo_run: tuple[Path, str]) -> None:
     for seed in (0, 1):
         summary = json.loads((out / "pretrain" / "ssa_b32" / f"seed{seed}" / "demo_summary.json").read_text())
         assert f"seed={seed}" in summary["overrides"] and "train.batch_size=32" in summary["overrides"]
+
+
+def test_a_changed_setting_redoes_the_stages_it_changes(demo_run: tuple[Path, str]) -> None:
+    out, _ = demo_run
+    tiny = [w for w in TINY if not w.startswith(("rows=", "det_iters=", "teacher_epochs="))]
+    teacher, ssa = out / "pretrain" / "teacher" / "checkpoint_final.pth", out / "pretrain" / "ssa" / BACKBONE
+    voc, coco = (out / "runs" / "random" / "seed1" / task / "metrics.json" for task in ("voc", "coco"))
+    linear = out / "runs" / "ssa" / "linear" / "metrics.json"
+    before = {path: path.stat().st_mtime_ns for path in (teacher, ssa, coco, linear)}
+    # a detection budget: the detection runs are redone at it, nothing else
+    run_transfer(["demo", "--work-dir", str(out), *tiny, "teacher_epochs=1", "rows=random", "tasks=voc,coco",
+                  "det_iters=2", "index=det2.json"])
+    assert json.loads(voc.read_text())["iterations"] == 2 and json.loads(coco.read_text())["iterations"] == 2
+    assert all(path.stat().st_mtime_ns == before[path] for path in (teacher, ssa, linear))
+    # another teacher: it, its student and the student's runs are redone
+    run_transfer(["demo", "--work-dir", str(out), *tiny, "teacher_epochs=2", "rows=ssa", "tasks=linear",
+                  "index=teacher2.json"])
+    assert all(path.stat().st_mtime_ns != before[path] for path in (teacher, ssa, linear))
+    assert json.loads((out / "pretrain" / "teacher" / "demo_summary.json").read_text())["epochs"] == 2

@@ -14,8 +14,9 @@
 
 The console shows one line per stage and a progress bar; each stage's own output goes to
 `console.log` in its work dir (`verbose=true` shows it live). A fine-tuning run keeps its
-metrics.json and logs, not its checkpoints. Every stage is reused when its output exists
-(`--force` redoes them all). The plan's sizes are overridable as `key=value` (e.g.
+metrics.json and logs, not its checkpoints. Every stage is reused when it was made with the
+same settings (its `demo_stage.json`; a changed setting redoes the stages it changes and
+those made from them; `--force` redoes them all). The plan's sizes are overridable as `key=value` (e.g.
 `pretrain_epochs=2 det_iters=10`), which is how the tests run a tiny one; `plan=methods` is
 the longer method comparison (`METHODS_PLAN`).
 """
@@ -178,16 +179,18 @@ def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
 
 
 def train_teacher(out: Path, data: Path, plan: DemoPlan, force: bool) -> dict[str, Any]:
-    """Train (or reuse) the supervised teacher; returns its summary."""
+    """Train the supervised teacher (or reuse it when it was made with the same settings); returns its summary."""
     from torchvision.datasets import ImageFolder
 
     from transfer.pretrain.supervised import train_supervised
 
     work_dir = out / "pretrain" / "teacher"
     summary_path = work_dir / "demo_summary.json"
-    if summary_path.is_file() and not force:
-        return json.loads(summary_path.read_text())
     steps = max(1, plan.teacher_epochs * len(ImageFolder(str(data / "train"))) // plan.batch_size)
+    settings = {"arch": plan.arch, "image_size": plan.cls_size, "steps": steps, "batch_size": plan.batch_size,
+                "lr": plan.teacher_lr, "seed": plan.seed}
+    if not force and is_current(work_dir, settings) and summary_path.is_file():
+        return json.loads(summary_path.read_text())
     t0 = time.perf_counter()
     checkpoint = train_supervised(data, work_dir / "checkpoint_final.pth", arch=plan.arch,
                                   image_size=plan.cls_size, steps=steps, batch_size=plan.batch_size,
@@ -197,29 +200,35 @@ def train_teacher(out: Path, data: Path, plan: DemoPlan, force: bool) -> dict[st
                "steps": steps, "wall_time_s": round(wall, 1),
                "images_per_s": round(steps * plan.batch_size / wall, 1), "method": "supervised (labels)"}
     write_json(summary_path, summary)
+    mark_current(work_dir, settings)
     return summary
 
 
 def pretrain(row: Row, work_dir: Path, out: Path, data: Path, plan: DemoPlan, seed: int, teacher: Path | None,
              force: bool) -> dict[str, Any]:
-    """Pretrain one row's backbone (reused when its final checkpoint exists); returns its summary."""
+    """Pretrain one row's backbone (reused when it was made with the same settings); returns its summary."""
     from transfer.pretrain import load_config, train
     from transfer.pretrain.config import PRETRAIN_CONFIGS
     from transfer.pretrain.logs import read_log
 
     backbone = work_dir / BACKBONE
     summary_path = work_dir / "demo_summary.json"
-    if backbone.is_file() and summary_path.is_file() and not force:
-        return json.loads(summary_path.read_text())
     overrides = [f"data.root={data}", f"model.arch={plan.arch}", f"data.image_size={plan.cls_size}",
                  f"train.epochs={plan.pretrain_epochs}", f"train.batch_size={plan.batch_size}", "data.workers=0",
                  f"model.queue_size={plan.queue_size}", f"aggregation.queue_size={plan.queue_size}", f"seed={seed}",
                  f"optim.lr={plan.pretrain_lr}", "train.log_every=5", *row.overrides]
     if teacher is not None:
         overrides.append(f"teacher.checkpoint={teacher}")
+    # a student of a retrained teacher is stale too: the teacher's own settings are part of the student's
+    settings = {"config": row.config or row.method, "overrides": overrides,
+                "teacher": stage_settings(teacher.parent) if teacher is not None else None}
+    if not force and is_current(work_dir, settings) and backbone.is_file() and summary_path.is_file():
+        return json.loads(summary_path.read_text())
     cfg = load_config(PRETRAIN_CONFIGS / f"{row.config or row.method}.yaml", overrides=overrides)
     t0 = time.perf_counter()
-    checkpoint = train(cfg, work_dir, resume=not force)
+    stale = not force and (work_dir / STAGE_FILE).is_file()  # made with other settings: start over
+    (work_dir / STAGE_FILE).unlink(missing_ok=True)  # until this run ends, an interrupted one resumes
+    checkpoint = train(cfg, work_dir, resume=not (force or stale))
     wall = time.perf_counter() - t0
     records = read_log(work_dir / "train_log.jsonl")
     speeds = [r["images_per_s"] for r in records if r.get("images_per_s")]
@@ -230,6 +239,7 @@ def pretrain(row: Row, work_dir: Path, out: Path, data: Path, plan: DemoPlan, se
                "images_per_s": round(sum(speeds) / len(speeds), 1) if speeds else None,
                "overrides": overrides}
     write_json(summary_path, summary)
+    mark_current(work_dir, settings)
     return summary
 
 
@@ -275,11 +285,10 @@ def random_init(out: Path, arch: str, seed: int) -> Path:
 
 def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path], plan: DemoPlan, seed: int,
                   args: argparse.Namespace) -> Path:
-    """Run one task of tools/run_transfer.sh for one backbone (reused when its metrics.json exists)."""
+    """Run one task of tools/run_transfer.sh for one backbone (reused when it ran with the same settings)."""
     fmt = {"linear": "imagefolder", "voc": "voc", "coco": "coco", "cityscapes": "cityscapes"}[task]
     argv = [task, "--data", str(data[fmt]), "--work-dir", str(work_dir), "--seed", str(seed), "--weights", str(weights)]
     argv += ["--gpus", str(args.gpus)] if args.gpus is not None else []
-    argv += ["--force"] if args.force else []
     if task == "linear":
         argv += ["--max-iters", str(plan.linear_iters), "--input-size", str(plan.cls_size),
                  "linear.precompute_features=true", "linear.workers=0"]
@@ -292,10 +301,37 @@ def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path
                  f"model.test_cfg.rpn.max_per_img={plan.det_proposals}"]
     else:
         argv += ["--max-iters", str(plan.seg_iters), "--input-size", str(plan.seg_input)]
+    settings = {"argv": argv, "weights": stage_settings(weights.parent)}  # a retrained backbone redoes its runs
+    redo = args.force or not is_current(work_dir, settings) and (work_dir / "metrics.json").is_file()
+    argv += ["--force"] if redo else []
     print(f"[demo] tools/run_transfer.sh {' '.join(argv)}", flush=True)  # to the run's console.log
     run_transfer(argv)
     drop_checkpoints(work_dir)  # demo_out's 300 MB budget
+    mark_current(work_dir, settings)
     return work_dir / "metrics.json"
+
+
+# A stage's settings, beside its output: a stage is reused only when the plan would run it the same way
+# (a changed `det_iters` or `teacher_epochs` redoes the stages it changes, and only those).
+STAGE_FILE = "demo_stage.json"
+
+
+def stage_settings(work_dir: Path) -> Any:
+    """The settings the finished stage in `work_dir` was made with (None: none recorded)."""
+    try:
+        return json.loads((work_dir / STAGE_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_current(work_dir: Path, settings: dict[str, Any]) -> bool:
+    """Whether the stage in `work_dir` was made with `settings` (False when it was never made)."""
+    return stage_settings(work_dir) == json.loads(json.dumps(settings))
+
+
+def mark_current(work_dir: Path, settings: dict[str, Any]) -> None:
+    """Record the settings a finished stage in `work_dir` was made with."""
+    write_json(work_dir / STAGE_FILE, settings)
 
 
 def aggregate(paths: list[Path], task: str, work_dir: Path) -> Path:
