@@ -128,6 +128,9 @@ def test_methods_plan_runs_tiny(demo_run: tuple[Path, str]) -> None:
     index = run_transfer(["demo", "--work-dir", str(out), *tiny, "plan=methods", "rows=ssa_b32,ssa,random", "seeds=2",
                           "tasks=linear"])
     assert (out / "methods.json").is_file() and (out / "methods.md").is_file()
+    # the batch-32 row's pretraining column gives its own batch, not the plan's
+    assert next(line for line in (out / "methods.md").read_text().splitlines()
+                if line.startswith("| SSA, batch 32")).count("batch 32") == 2
     # the demo's one-seed ssa row keeps its figures; the methods' ssa row is the mean of its own 2 seeds
     assert (out / "runs" / "ssa" / "linear" / "metrics.json").read_text() == before
     assert len(json.loads((out / index["rows"][1]["metrics"]["linear"]).read_text())["trials"]) == 2

@@ -422,8 +422,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append({"method": row.method or "random", "name": row.name,
                      "label": row.label + (f" ({len(seeds[row.name])} seeds)" if len(seeds[row.name]) > 1 else ""),
                      "teacher": row.teacher, "pretrain": summary, "metrics": metrics})
+        # a row's own budget where it differs from the plan's (the table's pretraining column shows it)
+        own = {item.key: item.value for item in parse_overrides(list(row.overrides))}
+        budget = {key: own[f"train.{key}"] for key in ("epochs", "batch_size") if f"train.{key}" in own}
         if row.name == "teacher":
-            rows[-1]["budget"] = {"epochs": plan.teacher_epochs}
+            budget = {"epochs": plan.teacher_epochs}
+        if budget:
+            rows[-1]["budget"] = budget
         if row.method is None:  # a random init is remade from its seed in a moment: not worth 45 MB a seed
             for seed in seeds[row.name]:
                 checkpoints[row.name, seed].unlink(missing_ok=True)
