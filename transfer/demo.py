@@ -409,9 +409,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"{task} {row.name}" + (f" seed {seed}" if several else "")
                 with console.stage(name, COST[task], work_dir / LOG):
                     paths.append(transfer_task(task, checkpoints[row.name, seed], work_dir, data, plan, seed, args))
-            # over several seeds, the mean goes beside the seeds' runs: a one-seed run of the same row (the
-            # default plan's, in the same work dir) keeps its own runs/ROW/TASK/metrics.json
-            mean_dir = out / "runs" / row.name / (f"mean{len(paths)}" if len(paths) > 1 else "") / task
+            # over several seeds, the mean goes beside the seeds' runs (one seed is its own figure): a one-seed
+            # run of the same row (the default plan's, in the same work dir) keeps its runs/ROW/TASK/metrics.json
+            mean_dir = out / "runs" / row.name / f"mean{len(paths)}" / task
             metrics[task] = str(aggregate(paths, task, mean_dir).relative_to(out))
         runs = summaries.get(row.name)
         summary = None if runs is None else {**runs[0], "seeds": len(runs)} if len(runs) > 1 else runs[0]
