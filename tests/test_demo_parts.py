@@ -52,9 +52,34 @@ def test_scenes_can_be_drawn_with_the_class_patterns(tmp_path: Path) -> None:
     image = "VOC2007/JPEGImages/000000.jpg"
     assert not np.array_equal(np.asarray(Image.open(solid / image)), np.asarray(Image.open(pattern / image)))
     with pytest.raises(UserError, match="fill"):
-        make_dataset("cityscapes", tmp_path / "bad", 0, 4, 2, fill="pattern")
+        make_dataset("imagefolder", tmp_path / "bad", 0, 4, 2, fill="pattern")
     with pytest.raises(UserError, match="fill"):
         make_dataset("voc", tmp_path / "bad", 0, 4, 2, fill="stripes")
+    with pytest.raises(UserError, match="cityscapes fill"):
+        make_dataset("cityscapes", tmp_path / "bad", 0, 4, 2, fill="solid")
+
+
+def test_street_scenes_can_draw_some_classes_with_the_object_patterns(tmp_path: Path) -> None:
+    import json
+
+    from transfer.data.cityscapes import check_cityscapes
+    from transfer.data.scenes import CS_ID, STREET_PATTERNS, render_street
+
+    plain = make_dataset("cityscapes", tmp_path / "plain", 0, 3, 2)
+    pattern = make_dataset("cityscapes", tmp_path / "pattern", 0, 3, 2, fill="pattern")
+    check_cityscapes(pattern)
+    assert "fill" not in json.loads((plain / "generated.json").read_text())  # the default: old folders still match
+    assert json.loads((pattern / "generated.json").read_text())["fill"] == "pattern"
+    img, labels, _ = render_street(np.random.default_rng(1), 256, 128, fill="pattern")
+    # a pattern class is two colours far apart (its pattern), not one texture around one colour
+    for name in ("sidewalk", "building"):
+        pixels = img[labels == CS_ID[name]].astype(float)
+        assert len(pixels) > 100, name
+        dark = pixels.sum(1) < np.median(pixels.sum(1))
+        assert np.abs(pixels[dark].mean(0) - pixels[~dark].mean(0)).sum() > 100, name
+    assert set(STREET_PATTERNS) <= set(CS_ID)
+    with pytest.raises(ValueError, match="street fill"):
+        render_street(np.random.default_rng(1), 64, 32, fill="solid")
 
 
 def test_scenes_hold_at_most_the_objects_asked_for(tmp_path: Path) -> None:
@@ -89,3 +114,33 @@ def test_chance_levels(demo_data: Path) -> None:
                            ("linear", "voc", "cityscapes"))
     assert chance["linear"] == {"top1": 20.0, "knn_top1": 20.0} and chance["voc"]["AP50"] == 0.0
     assert 0 < chance["cityscapes"]["mIoU"] < 100 / 2  # the majority class's share over at least two classes
+
+
+def test_a_column_no_row_separates_in_carries_its_measured_reason(tmp_path: Path) -> None:
+    import json
+
+    from transfer.demo import separation_lines
+    from transfer.demo_report import SHORT_REASONS, separation
+    from transfer.report.markdown import chance_lines
+    from transfer.report.runs import TransferTable
+
+    def metrics(name: str, figures: dict[str, float]) -> str:
+        path = tmp_path / name / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"metrics": figures}))
+        return str(path.relative_to(tmp_path))
+
+    rows = [{"name": "ssa", "metrics": {"voc": metrics("ssa_voc", {"AP50": 1.0}),
+                                        "coco": metrics("ssa_coco", {"bbox_AP50": 9.0})}},
+            {"name": "random", "metrics": {"voc": metrics("r_voc", {"AP50": 0.5, "AP50_std": 0.1}),
+                                           "coco": metrics("r_coco", {"bbox_AP50": 0.5, "bbox_AP50_std": 0.1})}}]
+    voc, coco = separation(tmp_path, rows, {"voc": {"AP50": 0.0}, "coco": {"bbox_AP50": 0.0}})["quantities"]
+    # VOC: no row reaches +5, so the column says why; COCO: SSA does (+8.5), so it says nothing
+    assert not voc["rows"][0]["meets"] and voc["short_reason"] == SHORT_REASONS["voc"]
+    assert coco["rows"][0]["meets"] and "short_reason" not in coco
+    assert any(line.startswith("  why VOC AP50 does not separate") for line in separation_lines({"quantities": [voc]}))
+    table = TransferTable(path=tmp_path, name="demo", command=None, date=None, machine=None, budget={},
+                          procedural=True, data=None, rows=[], separation={"quantities": [voc, coco]})
+    text = "\n".join(chance_lines(table))
+    assert "Why a column does not separate (measured):" in text and f"- VOC AP50: {SHORT_REASONS['voc']}." in text
+    assert "- COCO box AP50:" not in text

@@ -42,15 +42,15 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 def write_cityscapes(root: str | Path, seed: int, num_train: int, num_val: int,
-                     size: tuple[int, int] = (256, 128)) -> Path:
-    """Write a procedural Cityscapes-format dataset under `root`; returns `root`."""
+                     size: tuple[int, int] = (256, 128), fill: str = "texture") -> Path:
+    """Write a procedural Cityscapes-format dataset under `root` (`fill`: `scenes.render_street`'s); returns `root`."""
     root = Path(root)
     for split_index, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
         cities = CITIES[split]
         for i in range(count):
             city = cities[i % len(cities)]
             rng = np.random.default_rng([seed, 3, split_index, i])
-            img, label_ids, instance_ids = render_street(rng, *size)
+            img, label_ids, instance_ids = render_street(rng, *size, fill=fill)
             stem = f"{city}_{i // len(cities):06d}_000019"
             img_dir, gt_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
             img_dir.mkdir(parents=True, exist_ok=True)

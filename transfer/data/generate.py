@@ -9,7 +9,7 @@ from transfer.data.cityscapes import write_cityscapes
 from transfer.data.coco import write_coco
 from transfer.data.imagefolder import write_imagefolder
 from transfer.data.objects import write_object_images
-from transfer.data.scenes import FILLS
+from transfer.data.scenes import FILLS, STREET_FILLS
 from transfer.data.voc import write_voc
 from transfer.errors import UserError
 from transfer.fileio import temporary_folder_beside
@@ -30,7 +30,8 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     at least 8); `image_size` is (width, height). ImageFolder's `kind`: `shapes`
     (default), `patterns` or `objects` (one large shape per image, `objects.py`);
     VOC's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6), and
-    their `fill`: `solid` (default), `texture` or `pattern` (`scenes.render_objects`). An
+    their `fill`: `solid` (default), `texture` or `pattern` (`scenes.render_objects`); Cityscapes'
+    `fill`: `texture` (default) or `pattern` (`scenes.render_street`). An
     existing `out` made with the same parameters is reused; a different one is an
     error unless `overwrite`.
     """
@@ -43,17 +44,20 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64)}[fmt]
     size = tuple(image_size or default_size)
     params = {"format": fmt, "seed": seed, "num_images": num_images, "num_val": num_val, "image_size": list(size)}
-    if kind is not None and fmt != "imagefolder" or (objects, fill) != (None, None) and fmt not in ("voc", "coco"):
-        raise UserError(f"{fmt}: kind= is for imagefolder, objects= and fill= for voc and coco")
-    if fill not in (None, *FILLS):
-        raise UserError(f"unknown scene fill {fill!r}; expected one of {', '.join(FILLS)}")
+    if kind is not None and fmt != "imagefolder" or objects is not None and fmt not in ("voc", "coco") or \
+            fill is not None and fmt == "imagefolder":
+        raise UserError(f"{fmt}: kind= is for imagefolder, objects= for voc and coco, fill= for voc, coco and "
+                        "cityscapes")
+    fills = STREET_FILLS if fmt == "cityscapes" else FILLS
+    if fill not in (None, *fills):
+        raise UserError(f"unknown {fmt} fill {fill!r}; expected one of {', '.join(fills)}")
     if kind not in (None, "shapes", "patterns", "objects"):
         raise UserError(f"unknown ImageFolder kind {kind!r}; expected shapes, patterns or objects")
     if objects is not None and not 1 <= objects[0] <= objects[1]:
         raise UserError(f"objects={objects}: expected (fewest, most) with 1 <= fewest <= most")
     params.update({"kind": kind} if kind not in (None, "shapes") else {})
     params.update({"objects": list(objects)} if objects is not None else {})
-    params.update({"fill": fill} if fill not in (None, "solid") else {})
+    params.update({"fill": fill} if fill not in (None, fills[0]) else {})  # the default keeps old manifests
     if out.exists():
         manifest = out / MANIFEST
         if manifest.is_file() and json.loads(manifest.read_text()) == params and not overwrite:
@@ -71,7 +75,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
         elif fmt == "voc":
             write_voc(tmp, seed, num_images, num_val, size, **scene)
         elif fmt == "cityscapes":
-            write_cityscapes(tmp, seed, num_images, num_val, size)
+            write_cityscapes(tmp, seed, num_images, num_val, size, **scene)
         elif kind == "objects":
             write_object_images(tmp, seed, num_images, num_val, size[0])
         else:

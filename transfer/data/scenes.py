@@ -184,15 +184,26 @@ CS_ID = {"unlabeled": 0, "ego vehicle": 1, "road": 7, "sidewalk": 8, "building":
          "bicycle": 33}
 # Instance classes of the street scenes (label id * 1000 + k in instanceIds).
 CS_THINGS = ("person", "car", "truck", "bus", "bicycle", "rider")
+# `render_street(fill="pattern")`: five classes that position does not give away, each drawn with one of the
+# object classes' patterns (`patterns.PATTERNS`), so a backbone that learned those patterns sees these classes
+STREET_PATTERNS = {"sidewalk": 0, "person": 1, "car": 2, "vegetation": 3, "building": 4}
+STREET_FILLS = ("texture", "pattern")
 
 
-def render_street(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def render_street(rng: np.random.Generator, width: int, height: int, fill: str = "texture"
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A Cityscapes-like street scene.
 
+    `fill="texture"`: every class in a random texture (per scene for stuff, per
+    instance for things): a class is told by its place and shape only; `"pattern"`:
+    the classes of STREET_PATTERNS in their pattern (`pattern_fill`, random colours),
+    the others in random textures.
     Returns the image (H, W, 3) uint8, the label-id map (H, W) uint8 in real
     Cityscapes ids, and the instance-id map (H, W) int32 (label id * 1000 + k for
     things, the label id for stuff), as `gtFine_instanceIds` stores it.
     """
+    if fill not in STREET_FILLS:
+        raise ValueError(f"unknown street fill {fill!r}; expected one of {', '.join(STREET_FILLS)}")
     labels = np.zeros((height, width), np.uint8)
     img = np.zeros((height, width, 3), np.uint8)
     palette = {}  # one texture per stuff class and scene
@@ -200,7 +211,12 @@ def render_street(rng: np.random.Generator, width: int, height: int) -> tuple[np
     things = np.zeros((height, width), np.int32)  # instance id where a thing is visible, else 0
 
     def paint(mask: np.ndarray, name: str, tex: np.ndarray | None = None, instance: int = 0) -> None:
-        if tex is None:
+        if fill == "pattern" and name in STREET_PATTERNS:  # its pattern, in colours far from what it covers
+            if instance or name not in palette:  # stuff: one per scene; things: one per instance
+                tex = pattern_fill(rng, STREET_PATTERNS[name], width, height, img[mask] if mask.any() else img)
+                palette.update({} if instance else {name: tex})
+            tex = tex if instance else palette[name]
+        elif tex is None:
             if name not in palette:
                 palette[name] = texture(rng, width, height, contrast=25.0)
             tex = palette[name]

@@ -174,6 +174,8 @@ def chance_lines(table: TransferTable) -> list[str]:
             body.append([q["label"], fmt_percent(q["chance"]), f"{q['random']:.1f} ± {q['spread']:.1f}",
                          f"+{q['needed']:.1f}"] + [cells.get(c["row"], DASH) for c in quantities[0]["rows"]])
         lines += _table(header, body)
+        short = [f"- {q['label']}: {q['short_reason']}." for q in quantities if q.get("short_reason")]
+        lines += ["", "Why a column does not separate (measured):", "", *short] if short else []
     return lines
 
 
