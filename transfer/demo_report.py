@@ -19,9 +19,9 @@ TARGETS = (("linear", "top1", "linear top-1", 10.0), ("linear", "knn_top1", "kNN
            ("cityscapes", "mIoU", "Cityscapes mIoU", 5.0))
 
 
-# What a column that does not separate would take: measured on the demo's data (2-core AMD EPYC, README "What the
-# demo measures"); the table prints it under a column where no row reaches its target, so a short column is
-# explained, not hidden.
+# Why a column does not separate, and what it would take: measured on the demo's data and plan (2-core AMD EPYC;
+# the README's measured demo). The table and the console print it under a column where no row reaches its target,
+# so a short column is explained, not hidden.
 SHORT_REASONS = {
     "voc": "detection learns too slowly for the demo's budget: the supervised teacher alone reached VOC AP50 2.3 "
            "after 300 iterations (16 RoIs, batch 2; 5 min for that one run on 2 cores), so a 5-point margin needs "
