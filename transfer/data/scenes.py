@@ -206,20 +206,18 @@ def render_street(rng: np.random.Generator, width: int, height: int, fill: str =
         raise ValueError(f"unknown street fill {fill!r}; expected one of {', '.join(STREET_FILLS)}")
     labels = np.zeros((height, width), np.uint8)
     img = np.zeros((height, width, 3), np.uint8)
-    palette = {}  # one texture per stuff class and scene
+    palette = {}  # (class, instance) -> its texture or pattern
 
     things = np.zeros((height, width), np.int32)  # instance id where a thing is visible, else 0
 
     def paint(mask: np.ndarray, name: str, tex: np.ndarray | None = None, instance: int = 0) -> None:
-        if fill == "pattern" and name in STREET_PATTERNS:  # its pattern, in colours far from what it covers
-            if instance or name not in palette:  # stuff: one per scene; things: one per instance
-                tex = pattern_fill(rng, STREET_PATTERNS[name], width, height, img[mask] if mask.any() else img)
-                palette.update({} if instance else {name: tex})
-            tex = tex if instance else palette[name]
-        elif tex is None:
-            if name not in palette:
-                palette[name] = texture(rng, width, height, contrast=25.0)
-            tex = palette[name]
+        patterned = fill == "pattern" and name in STREET_PATTERNS
+        if tex is None or patterned:  # stuff: one per class and scene (instance 0); patterned things: one each
+            if (name, instance) not in palette:  # a pattern: in colours far from what it covers
+                covered = img[mask] if mask.any() else img
+                palette[name, instance] = (pattern_fill(rng, STREET_PATTERNS[name], width, height, covered)
+                                           if patterned else texture(rng, width, height, contrast=25.0))
+            tex = palette[name, instance]
         img[mask] = tex[mask]
         labels[mask] = CS_ID[name]
         things[mask] = instance
