@@ -105,6 +105,28 @@ def test_coco_polygon_with_two_points_is_a_warning(copy_of, capsys):
     assert f"warning: {path}: 1 polygon(s) with fewer than 3 points (annotation id {data['annotations'][2]['id']})" in err
 
 
+def test_coco_image_id_listed_twice_is_refused_in_one_line_naming_the_id(copy_of):
+    root = copy_of("coco")
+    path = root / "annotations/instances_val2017.json"
+    data = _edit_json(path, lambda d: d["images"].append(dict(d["images"][0])))
+    first = data["images"][0]
+    with pytest.raises(DatasetError) as info:
+        check_dataset("coco", root)
+    assert str(info.value) == (f"COCO dataset at {root}: {path}: images[{len(data['images']) - 1}]: image id "
+                               f"{first['id']} is listed twice (also for {first['file_name']!r}); expected each "
+                               "image once, under an id of its own")
+
+
+def test_voc_split_file_without_an_image_is_refused_in_one_line_naming_the_file(copy_of):
+    root = copy_of("voc")
+    listing = root / "VOC2012/ImageSets/Main/trainval.txt"
+    listing.write_text("\n  \n")
+    with pytest.raises(DatasetError) as info:
+        check_dataset("voc", root)
+    assert str(info.value) == (f"VOC dataset at {root}: {listing}: lists no image; expected the ids of the VOC2012 "
+                               "trainval images, one a line")
+
+
 def test_voc_xml_without_size(copy_of):
     root = copy_of("voc")
     xml = sorted((root / "VOC2007/Annotations").glob("*.xml"))[0]

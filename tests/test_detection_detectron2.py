@@ -70,6 +70,43 @@ def test_overrides_are_typed_against_the_cfgnode_defaults() -> None:
 
 
 @needs_detectron2
+@pytest.mark.parametrize("config", ["voc0712_faster_rcnn_R_50_C4_24k.yaml", "coco_mask_rcnn_R_50_FPN_1x.yaml"])
+def test_input_size_scales_anchors_and_every_pixel_setting(config: str) -> None:
+    """At --input-size 128 the built model's anchors are the protocol's x 0.16 (C4 and FPN), as are the RPN's
+    minimum proposal size and, on FPN, the box size that picks a RoI's level (StandardROIHeadsScaled)."""
+    from detectron2.modeling import build_model
+
+    from transfer.detection.detectron2_backend import load_protocol_config
+    from transfer.detection.detectron2_config import replace_syncbn, set_input_size
+
+    def built(size: int | None) -> tuple:
+        cfg = load_protocol_config(D2_CONFIGS / config, ["MODEL.RESNETS.DEPTH=18", "MODEL.RESNETS.RES2_OUT_CHANNELS=64",
+                                                         "MODEL.PROPOSAL_GENERATOR.MIN_SIZE=8", "MODEL.DEVICE=cpu"])
+        replace_syncbn(cfg)
+        note = set_input_size(cfg, size) if size else ""
+        model = build_model(cfg)
+        sides = [sorted(float(w) for w, h in zip(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]) if abs(w - h) < 1e-3)
+                 for a in model.proposal_generator.anchor_generator.cell_anchors]
+        return cfg, model, sides, note
+
+    _, full_model, full, _ = built(None)
+    cfg, model, small, note = built(128)
+    assert [len(level) for level in full] == [len(level) for level in small]
+    for full_level, small_level in zip(full, small):
+        assert small_level == pytest.approx([0.16 * side for side in full_level], rel=1e-4)
+    assert sorted(side for level in full for side in level) == [32.0, 64.0, 128.0, 256.0, 512.0]
+    assert model.proposal_generator.min_box_size == pytest.approx(1.28)
+    assert "ANCHOR_GENERATOR.SIZES" in note and "PROPOSAL_GENERATOR.MIN_SIZE 8->1.28" in note
+    if "FPN" in config:
+        assert cfg.MODEL.ROI_HEADS.NAME == "StandardROIHeadsScaled"
+        assert full_model.roi_heads.box_pooler.canonical_box_size == 224
+        assert model.roi_heads.box_pooler.canonical_box_size == pytest.approx(35.8)
+        assert model.roi_heads.mask_pooler.canonical_box_size == pytest.approx(35.8)
+    else:
+        assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm"
+
+
+@needs_detectron2
 @pytest.mark.parametrize("depth", [18, 50])
 def test_extra_norm_res5_head_takes_the_converted_res5(tmp_path: Path, depth: int) -> None:
     """The converted checkpoint's res5.* fills the ROI head's res5 (ResNet-18: basic blocks); only `norm` is new."""
@@ -103,7 +140,9 @@ def test_extra_norm_res5_head_takes_the_converted_res5(tmp_path: Path, depth: in
 def test_voc_c4_r18_end_to_end(demo_data: Path, r18_checkpoint: Path, tmp_path: Path) -> None:
     record = run_detection("voc", demo_data, tmp_path / "voc", "--weights", str(r18_checkpoint),
                            backend="detectron2")
-    assert record["backend"] == "detectron2" and set(record["metrics"]) == {"AP", "AP50", "AP75"}
+    assert record["backend"] == "detectron2" and set(record["metrics"]) == {
+        "AP", "AP50", "AP75", "AP_present", "AP50_present", "AP75_present", "classes_present"}
+    assert 1 <= record["metrics"]["classes_present"] <= 5
     assert all(0 <= v <= 100 for v in record["metrics"].values()) and record["iterations"] == 2
     # one work dir layout for every engine: detectron2's own training log is train_log.json, beside our metrics.json
     assert (tmp_path / "voc" / "model_final.pth").is_file() and (tmp_path / "voc" / "train_log.json").is_file()

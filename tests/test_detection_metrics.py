@@ -125,7 +125,8 @@ def test_voc_metric_perfect_predictions_average_over_all_classes(det_data: Path)
     result = mmdet_voc_metric(voc_dir, perfect)
     # every present class has AP 1 at every IoU; absent classes count as 0, as in detectron2's evaluator
     expected = 100.0 * len(present) / len(VOC_CLASSES)
-    assert result == pytest.approx({"AP": expected, "AP50": expected, "AP75": expected})
+    assert result == pytest.approx({"AP": expected, "AP50": expected, "AP75": expected, "AP_present": 100.0,
+                                    "AP50_present": 100.0, "AP75_present": 100.0, "classes_present": len(present)})
 
 
 def test_voc_metric_relates_to_mmdet_voc_metric(det_data: Path) -> None:

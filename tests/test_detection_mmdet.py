@@ -92,12 +92,60 @@ def test_input_size_scales_pipelines_and_region_counts() -> None:
     assert "240..400" in note
 
 
+def built_anchor_sides(cfg: Config) -> list[list[float]]:
+    """The square anchors' sides (input pixels) per pyramid level, from the anchor generator the config builds."""
+    from mmdet.registry import TASK_UTILS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    generator = TASK_UTILS.build(cfg.model.rpn_head.anchor_generator)
+    sides = []
+    for anchors in generator.base_anchors:  # (ratios x scales, 4) per level, x1 y1 x2 y2
+        w, h = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+        sides.append(sorted(float(v) for v in w[torch.isclose(w, h)]))
+    return sides
+
+
+@pytest.mark.parametrize("config", ["faster-rcnn_r50-c4-syncbn_24k_voc0712.py", "mask-rcnn_r50-fpn-syncbn_1x_coco.py"])
+def test_input_size_scales_anchors_and_every_pixel_setting(config: str) -> None:
+    """At --input-size 128 the run is the protocol at 0.16 of its size: anchors (C4 and FPN), the RPN's minimum
+    proposal size and the FPN level of a RoI scale with the images; the note lists each change."""
+    from transfer.detection.mmdet_config import set_input_size
+
+    protocol = Config.fromfile(str(MMDET_CONFIGS / config))
+    protocol.model.train_cfg.rpn_proposal.min_bbox_size = 8  # the protocols keep 0, which stays 0
+    shrunk = Config.fromfile(str(MMDET_CONFIGS / config))
+    shrunk.model.train_cfg.rpn_proposal.min_bbox_size = 8
+    note = set_input_size(shrunk, 128)
+    full, small = built_anchor_sides(protocol), built_anchor_sides(shrunk)
+    assert len(full) == len(small) and [len(level) for level in full] == [len(level) for level in small]
+    for full_level, small_level in zip(full, small):
+        assert small_level == pytest.approx([0.16 * side for side in full_level], rel=1e-4)
+    if "c4" in config:
+        assert full == [[32.0, 64.0, 128.0, 256.0, 512.0]] and small[0][0] == pytest.approx(5.12)
+        assert "roi_extractor" not in note  # one level: no level assignment to scale
+    else:
+        assert [level[0] for level in full] == [32.0, 64.0, 128.0, 256.0, 512.0]
+        assert shrunk.model.roi_head.bbox_roi_extractor.finest_scale == pytest.approx(56 * 0.16)
+        assert "model.roi_head.bbox_roi_extractor.finest_scale 56->8.96" in note
+    assert shrunk.model.train_cfg.rpn_proposal.min_bbox_size == pytest.approx(1.28)
+    assert shrunk.model.test_cfg.rpn.min_bbox_size == 0
+    assert "model.rpn_head.anchor_generator.scales" in note and "min_bbox_size 8->1.28" in note
+
+
 def test_voc_c4_r18_end_to_end(demo_data: Path, r18_checkpoint: Path, tmp_path: Path) -> None:
     record = run_detection("voc", demo_data, tmp_path / "voc", "--weights", str(r18_checkpoint))
     saved = json.loads((tmp_path / "voc" / "metrics.json").read_text())
     assert saved == record and record["task"] == "voc" and record["backend"] == "mmdet"
-    assert set(record["metrics"]) == {"AP", "AP50", "AP75"}
+    assert set(record["metrics"]) == {"AP", "AP50", "AP75", "AP_present", "AP50_present", "AP75_present",
+                                      "classes_present"}
+    assert 1 <= record["metrics"]["classes_present"] <= 5  # the scenes' five shapes stand in for 5 of the 20
     assert all(0 <= v <= 100 for v in record["metrics"].values())
+    # the shrink is in the notes and in the config the run dumped (96 px: x0.12)
+    assert any("model.rpn_head.anchor_generator.scales [2, 4, 8, 16, 32]->[0.24, 0.48, 0.96, 1.92, 3.84]" in n
+               for n in record["notes"])
+    dumped = Config.fromfile(str(next((tmp_path / "voc").rglob("*voc0712.py"))))
+    assert dumped.model.rpn_head.anchor_generator.scales == [0.24, 0.48, 0.96, 1.92, 3.84]
     assert record["iterations"] == 2 and record["weights_sha256"] and record["gpus"] == 0
     assert any("ResNet-18" in n for n in record["notes"]) and any("SyncBN" in n for n in record["notes"])
 

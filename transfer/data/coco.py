@@ -138,6 +138,11 @@ def _check_split(root: Path, split: str, path: Path, data: dict, problems: Probl
             problems.add(path, f"images[{i}] (id {img.get('id') if isinstance(img, dict) else None}) lacks "
                                "id/file_name/width/height; expected an object with all four")
             continue
+        if img["id"] in images:  # the engines would silently merge or double-count the two entries
+            first = images[img["id"]]["file_name"]
+            problems.add(path, f"images[{i}]: image id {img['id']} is listed twice (also for {first!r}); "
+                               "expected each image once, under an id of its own")
+            continue
         images[img["id"]] = img
         file = root / split / img["file_name"]
         if check_files and not file.is_file():

@@ -97,10 +97,11 @@ def check_voc(root: str | Path, splits: tuple[tuple[str, str], ...] = SPLITS,
         if not listing.is_file():
             problems.add(listing, f"missing: expected the image set VOC{year} {image_set}")
             continue
-        for lineno, image_id in enumerate(listing.read_text().splitlines(), 1):
-            image_id = image_id.strip()
-            if not image_id:
-                continue
+        listed = [(lineno, line.strip()) for lineno, line in enumerate(listing.read_text().splitlines(), 1)
+                  if line.strip()]
+        if not listed:  # the engines would fail later on an empty dataset, with a traceback naming no file
+            problems.add(listing, f"lists no image; expected the ids of the VOC{year} {image_set} images, one a line")
+        for lineno, image_id in listed:
             image = base / "JPEGImages" / f"{image_id}.jpg"
             if not image.is_file():
                 problems.add(image, f"missing image (listed at {listing}:{lineno})")
@@ -145,3 +146,15 @@ def _check_annotation(path: Path, classes: tuple[str, ...], problems: Problems) 
             problems.add(path, f"box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) of {name!r} lies outside the {width}x{height} "
                                "image; expected 1 <= xmin <= xmax <= width (1-based)",
                          _line_of(text, f"<xmin>{obj.findtext('bndbox/xmin')}</xmin>"))
+
+
+def classes_present(root: str | Path, year: str, image_set: str) -> list[str]:
+    """The classes with at least one non-difficult object in VOC`year` `image_set`, in VOC_CLASSES order: those
+    whose AP the VOC evaluation can score above 0 (a class without ground truth scores 0)."""
+    base = Path(root) / f"VOC{year}"
+    found = set()
+    for image_id in (base / "ImageSets" / "Main" / f"{image_set}.txt").read_text().split():
+        for obj in ET.parse(base / "Annotations" / f"{image_id}.xml").getroot().iter("object"):
+            if (obj.findtext("difficult") or "0").strip() != "1":
+                found.add((obj.findtext("name") or "").strip())
+    return [name for name in VOC_CLASSES if name in found]

@@ -18,7 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from transfer.detection.detectron2_config import replace_syncbn, set_depth, set_input_size, shorten_schedule
+from transfer.detection.detectron2_config import (add_config_keys, replace_syncbn, set_depth, set_input_size,
+                                                  shorten_schedule)
 from transfer.data import check_command, guard_mapper
 from transfer.detection.detectron2_resume import make_resumable
 from transfer.engine.runner import Adapter, Run
@@ -164,7 +165,23 @@ def train_and_test(cfg: Any, task: str, data_root: Path, resume: bool, result_pa
     if results is None:
         results = trainer.test(cfg, trainer.model)
     if comm.is_main_process():
+        if task == "voc":
+            results["bbox"].update(present_class_means(results["bbox"], cfg.DATASETS.TEST[0], data_root))
         write_json(result_path, {k: {m: float(v) for m, v in d.items()} for k, d in results.items()})
+
+
+def present_class_means(results: dict[str, float], dataset: str, data_root: Path) -> dict[str, float]:
+    """AP, AP50 and AP75 over the classes with ground truth in the VOC test set `dataset` (e.g. voc_2007_test),
+    from PascalVOCDetectionEvaluator's means over all 20 classes: a class without ground truth scores AP 0 there
+    (its recall is undefined, so no recall level is reached), so the mean over the present ones is the
+    all-class mean times 20 / present; `classes_present` says how many (as the mmdet metric reports them)."""
+    from transfer.data.voc import VOC_CLASSES, classes_present
+
+    year, split = _VOC_NAME.match(dataset).groups()
+    present = len(classes_present(data_root, year, split))
+    scale = len(VOC_CLASSES) / present if present else 0.0
+    out = {f"{name}_present": results[name] * scale for name in ("AP", "AP50", "AP75") if name in results}
+    return {**out, "classes_present": float(present)}
 
 
 def summarize(task: str, results: dict[str, dict[str, float]], mask_on: bool = False) -> dict[str, float]:
@@ -174,7 +191,8 @@ def summarize(task: str, results: dict[str, dict[str, float]], mask_on: bool = F
     boxes and leaves the masks out (it infers its tasks from the predictions).
     """
     kinds = ["bbox"] + (["segm"] if task == "coco" and mask_on else [])
-    names = ("AP", "AP50", "AP75") if task == "voc" else ("AP", "AP50", "AP75", "APs", "APm", "APl")
+    names = ("AP", "AP50", "AP75", "AP_present", "AP50_present", "AP75_present", "classes_present") \
+        if task == "voc" else ("AP", "AP50", "AP75", "APs", "APm", "APl")
     out = {}
     for kind in kinds:
         found = results.get(kind, {})
@@ -201,6 +219,7 @@ def load_protocol_config(path: Path, overrides: list[str | Override]) -> Any:
     if not path.is_file():
         raise UserError(f"config {path} does not exist; pass --config with an existing detectron2 YAML")
     cfg = get_cfg()
+    add_config_keys(cfg)
     try:
         cfg.merge_from_file(str(path))
     except (KeyError, ValueError, AssertionError) as e:

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from transfer.checkpoint.resnet import STAGE_CHANNELS
-from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
+from transfer.detection.shrink import (REFERENCE_SIZE, numbers_text, precise_bn_iters, region_count, scaled_length,
+                                      scaled_lengths)
 from transfer.errors import UserError
 
 # Blocks per stage are fixed by the depth; R18/34 need 64 res2 channels (basic blocks), deeper ones 256.
@@ -13,6 +14,46 @@ RES2_CHANNELS = {depth: widths[0] for depth, widths in STAGE_CHANNELS.items()}
 # (key, floor) of the per-image region counts sized for ~800x1333 images (see mmdet_config.REGION_COUNTS).
 REGION_COUNTS = (("MODEL.RPN.POST_NMS_TOPK_TRAIN", 128), ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 32),
                  ("MODEL.RPN.POST_NMS_TOPK_TEST", 50))
+
+
+# The model's settings in pixels of the network input (see `transfer.detection.shrink`): anchor sizes, the RPN's
+# minimum proposal side and border allowance (-1: off), and the box side that maps a RoI to FPN level 4.
+PIXEL_SETTINGS = ("MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.PROPOSAL_GENERATOR.MIN_SIZE", "MODEL.RPN.BOUNDARY_THRESH",
+                  "MODEL.ROI_HEADS.CANONICAL_BOX_SIZE")
+# detectron2's StandardROIHeads fixes that box side at 224 (ROIPooler's default); a shrunk run uses
+# StandardROIHeadsScaled (transfer.detection.detectron2_roi_heads), which reads it from the config.
+CANONICAL_BOX_SIZE = 224
+SCALED_HEADS = {"StandardROIHeads": "StandardROIHeadsScaled"}
+
+
+def add_config_keys(cfg: Any) -> None:
+    """Add this project's keys to detectron2's defaults, before a YAML is merged."""
+    cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = CANONICAL_BOX_SIZE
+
+
+def scale_pixel_settings(cfg: Any, factor: float) -> list[str]:
+    """Scale every PIXEL_SETTINGS value by `factor` (in place); returns `KEY old->new` for each that changed.
+
+    An FPN config's StandardROIHeads becomes StandardROIHeadsScaled, so that the scaled
+    CANONICAL_BOX_SIZE is used (C4's Res5ROIHeads pools from one level: nothing to map).
+    """
+    changes = []
+    if len(cfg.MODEL.ROI_HEADS.IN_FEATURES) > 1 and cfg.MODEL.ROI_HEADS.NAME in SCALED_HEADS:
+        if "CANONICAL_BOX_SIZE" not in cfg.MODEL.ROI_HEADS:
+            add_config_keys(cfg)
+        old_name = cfg.MODEL.ROI_HEADS.NAME
+        cfg.MODEL.ROI_HEADS.NAME = SCALED_HEADS[old_name]
+        changes.append(f"ROI_HEADS.NAME {old_name}->{cfg.MODEL.ROI_HEADS.NAME}")
+    for path in PIXEL_SETTINGS:
+        try:
+            old = _get(cfg, path)
+        except KeyError:
+            continue
+        new = scaled_lengths(old, factor) if isinstance(old, (list, tuple)) else scaled_length(old, factor)
+        if numbers_text(new) != numbers_text(old):
+            _set(cfg, path, new)
+            changes.append(f"{path.split('.', 1)[1]} {numbers_text(old)}->{numbers_text(new)}")
+    return changes
 
 
 def _nodes(node: Any, path: str = "") -> Iterator[tuple[str, Any, str]]:
@@ -78,8 +119,9 @@ def shorten_schedule(cfg: Any, max_iters: int) -> str | None:
 
 
 def set_input_size(cfg: Any, size: int) -> str:
-    """Scale the train and test sizes by size / 800 (test shorter side = `size`) and, below 800, the per-image
-    region counts with the image area (down to a floor), as for mmdet; returns a note."""
+    """Scale the train and test sizes by size / 800 (test shorter side = `size`), every setting in input pixels
+    with them (PIXEL_SETTINGS) and, below 800, the per-image region counts with the image area (down to a floor),
+    as for mmdet; returns a note."""
     if size < 32:
         raise UserError(f"--input-size must be at least 32 (got {size})")
     factor = size / REFERENCE_SIZE
@@ -90,6 +132,9 @@ def set_input_size(cfg: Any, size: int) -> str:
     train = cfg.INPUT.MIN_SIZE_TRAIN
     note = (f"--input-size {size}: sizes x{factor:.3g}, shorter side {min(train)}..{max(train)} for training, "
             f"{cfg.INPUT.MIN_SIZE_TEST} for testing")
+    pixels = scale_pixel_settings(cfg, factor)
+    if pixels:
+        note += f"; pixel sizes x{factor:.3g}: " + ", ".join(pixels)
     if factor < 1:
         counts = []
         for path, floor in REGION_COUNTS:

@@ -1,4 +1,6 @@
-"""`Res5ROIHeadsExtraNorm`: detectron2's C4 ROI heads with one more norm layer after res5.
+"""This project's detectron2 ROI heads, registered in detectron2's `ROI_HEADS_REGISTRY` on import.
+
+`Res5ROIHeadsExtraNorm`: detectron2's C4 ROI heads with one more norm layer after res5.
 
 The MoCo detection protocol (`ROI_HEADS.NAME: Res5ROIHeadsExtraNorm` in
 `Base-RCNN-C4-BN`) normalises the res5 output of the ROI head once more, with the
@@ -8,12 +10,17 @@ this module registers the head in detectron2's `ROI_HEADS_REGISTRY`.
 detectron2's own res5 head is made of bottleneck blocks only; for ResNet-18/34
 the res5 stage is built from basic blocks instead (2 or 3 of them, as the
 backbone's), so that a converted ResNet-18 checkpoint's `res5.*` loads into it.
+
+`StandardROIHeadsScaled`: detectron2's FPN ROI heads with the box side that maps a
+RoI to pyramid level 4 read from `MODEL.ROI_HEADS.CANONICAL_BOX_SIZE` (224 in
+detectron2, fixed there), so that a run shrunk by `--input-size` keeps the
+protocol's level assignment (`transfer.detection.detectron2_config`).
 """
 from __future__ import annotations
 
 from detectron2.layers import get_norm
 from detectron2.modeling.backbone.resnet import BasicBlock, ResNet
-from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads, StandardROIHeads
 from torch import nn
 
 # Basic blocks in res5 for the shallow ResNets.
@@ -39,3 +46,17 @@ class Res5ROIHeadsExtraNorm(Res5ROIHeads):
             seq, out_channels = super()._build_res5_block(cfg)
         seq.add_module("norm", get_norm(cfg.MODEL.RESNETS.NORM, out_channels))
         return seq, out_channels
+
+
+@ROI_HEADS_REGISTRY.register()
+class StandardROIHeadsScaled(StandardROIHeads):
+    """StandardROIHeads whose box and mask poolers use `MODEL.ROI_HEADS.CANONICAL_BOX_SIZE` (input pixels)."""
+
+    @classmethod
+    def from_config(cls, cfg, input_shape) -> dict:
+        """StandardROIHeads' arguments, with every pooler's canonical box size set from the config."""
+        ret = super().from_config(cfg, input_shape)
+        for name in ("box_pooler", "mask_pooler", "keypoint_pooler"):
+            if ret.get(name) is not None:
+                ret[name].canonical_box_size = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
+        return ret

@@ -21,7 +21,8 @@ DEFAULT_CONFIGS = {
 }
 # What each task reports, and the mmdet test-metric keys it comes from (our metrics, prefixed by the evaluator).
 REPORTED = {
-    "voc": {name: f"pascal_voc/{name}" for name in ("AP", "AP50", "AP75")},
+    "voc": {name: f"pascal_voc/{name}" for name in ("AP", "AP50", "AP75", "AP_present", "AP50_present",
+                                                     "AP75_present", "classes_present")},
     "coco": {f"{kind}_{name}": f"coco/{kind}_{name}" for kind in ("bbox", "segm")
              for name in ("AP", "AP50", "AP75", "APs", "APm", "APl")},
 }

@@ -11,7 +11,8 @@ from mmengine.config import Config, ConfigDict
 
 from transfer.checkpoint.fit import StateDictFit, state_dict_fit
 from transfer.checkpoint.resnet import STAGE_CHANNELS  # output channels of res2..res5 by depth
-from transfer.detection.shrink import REFERENCE_SIZE, precise_bn_iters, region_count
+from transfer.detection.shrink import (REFERENCE_SIZE, numbers_text, precise_bn_iters, region_count,
+                                      scaled_length, scaled_lengths)
 from transfer.errors import UserError
 
 DATASET_TYPES = ("VOCDataset", "CocoDataset")
@@ -19,13 +20,20 @@ DATASET_TYPES = ("VOCDataset", "CocoDataset")
 
 def walk(node: Any) -> Iterator[dict]:
     """Every dict inside a config (depth first), the node itself included."""
+    for _, found in walk_paths(node):
+        yield found
+
+
+def walk_paths(node: Any, path: str = "") -> Iterator[tuple[str, dict]]:
+    """(dotted path, dict) of every dict inside a config (depth first), the node itself included;
+    list items are numbered (`custom_hooks.0`)."""
     if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from walk(value)
+        yield path, node
+        for key, value in node.items():
+            yield from walk_paths(value, f"{path}.{key}" if path else str(key))
     elif isinstance(node, (list, tuple)):
-        for value in node:
-            yield from walk(value)
+        for index, value in enumerate(node):
+            yield from walk_paths(value, f"{path}.{index}" if path else str(index))
 
 
 def _root_dict(cfg: Config) -> dict:
@@ -153,14 +161,45 @@ REGION_COUNTS = (("model.train_cfg.rpn_proposal.max_per_img", 128), ("model.trai
                  ("model.test_cfg.rpn.max_per_img", 50))
 
 
+# The model's settings in pixels of the network input, by the type of the node that holds them (None: any node):
+# anchor sizes (AnchorGenerator: stride x scale; RetinaNet's octave_base_scale), the RPN's minimum proposal side
+# and border allowance, and the box side that maps a RoI to its FPN level (SingleRoIExtractor.finest_scale).
+PIXEL_SETTINGS = (("AnchorGenerator", "scales"), ("AnchorGenerator", "octave_base_scale"),
+                  (None, "min_bbox_size"), (None, "allowed_border"), ("SingleRoIExtractor", "finest_scale"))
+FINEST_SCALE = 56  # SingleRoIExtractor's default, for a config that leaves it out
+
+
+def scale_pixel_settings(cfg: Config, factor: float) -> list[str]:
+    """Scale every PIXEL_SETTINGS value of `cfg.model` by `factor` (in place); returns `path old->new` for each
+    that changed, for the run's notes."""
+    changes = []
+    for path, node in walk_paths(cfg.model, "model"):
+        for kind, key in PIXEL_SETTINGS:
+            if kind is not None and node.get("type") != kind:
+                continue
+            if key == "finest_scale" and key not in node and len(node.get("featmap_strides", ())) > 1:
+                node[key] = FINEST_SCALE
+            old = node.get(key)
+            if old is None or isinstance(old, bool):
+                continue
+            new = scaled_lengths(old, factor) if isinstance(old, (list, tuple)) else scaled_length(old, factor)
+            if numbers_text(new) != numbers_text(old):
+                node[key] = new
+                changes.append(f"{path}.{key} {numbers_text(old)}->{numbers_text(new)}")
+    return changes
+
+
 def set_input_size(cfg: Config, size: int) -> str:
     """Shrink a run's geometry to shorter side `size` (for the CPU and tests); returns a note.
 
     Every resize of the train and test pipelines scales by size / 800, so the test
     shorter side becomes `size` and the multi-scale training range keeps its
     proportions (VOC 480..800 -> 0.6*size..size), as do the 1333 long-side caps.
-    Below 800 the per-image region counts (proposals kept, RoIs sampled) shrink with
-    the image area, down to a floor (`transfer.detection.shrink.region_count`).
+    Every setting of the model in input pixels scales by the same factor
+    (`PIXEL_SETTINGS`: anchor sizes, minimum proposal size, FPN level box size), so the
+    shrunk run is the protocol at a smaller size. Below 800 the per-image region counts
+    (proposals kept, RoIs sampled) shrink with the image area, down to a floor
+    (`transfer.detection.shrink.region_count`).
     """
     if size < 32:
         raise UserError(f"--input-size must be at least 32 (got {size})")
@@ -185,6 +224,9 @@ def set_input_size(cfg: Config, size: int) -> str:
     train = f"{min(train_sides)}..{max(train_sides)}" if train_sides else "-"
     test = ", ".join(str(s) for s in sorted(test_sides)) or "-"
     note = f"--input-size {size}: image scales x{factor:.3g}, shorter side {train} for training, {test} for testing"
+    pixels = scale_pixel_settings(cfg, factor)
+    if pixels:
+        note += "; pixel sizes x" + f"{factor:.3g}: " + ", ".join(pixels)
     if factor < 1:
         counts = []
         for path, floor in REGION_COUNTS:
