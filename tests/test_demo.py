@@ -54,7 +54,8 @@ def test_demo_writes_the_index_and_the_table(demo_run: tuple[Path, str]) -> None
     assert len(record["trials"]) == 2 and "knn_top1_std" in record["metrics"]
     assert index["chance"]["linear"]["top1"] == 20.0 and 0 < index["chance"]["cityscapes"]["mIoU"] < 100
     labels = [q["label"] for q in index["separation"]["quantities"]]
-    assert labels == ["linear top-1", "kNN top-1", "VOC AP50", "COCO box AP50", "Cityscapes mIoU"]
+    assert labels == ["linear top-1", "kNN top-1", "VOC AP50", "VOC AP50, classes present", "COCO box AP50",
+                      "Cityscapes mIoU"]
     table = (out / "benchmarks.md").read_text()
     assert "SSA (supervised teacher)" in table and "random init (2 seeds)" in table and "Chance level" in table
     assert (out / "comparison.png").stat().st_size
@@ -119,6 +120,19 @@ def test_methods_plan_compares_every_method_over_three_seeds() -> None:
     assert plan.seeds == 3 and plan.tasks == ("linear",) and plan.index == "methods.json"
     assert set(plan.rows) >= {"ssa", "seed", "moco_v2", "ssa_no_align", "ssa_no_ssa", "ssa_rho1", "ssa_b32",
                               "ssa_b256", "random"}
+
+
+def test_transfer_plan_fine_tunes_every_task_against_three_random_seeds() -> None:
+    plan = DemoPlan.from_overrides(["plan=transfer", "det_iters=7"])  # the preset first, then the other keys
+    assert plan.rows == ("teacher", "seed", "ssa", "random") and plan.random_seeds == 3
+    assert set(plan.tasks) >= {"voc", "coco", "cityscapes"} and plan.index == "transfer.json" and plan.det_iters == 7
+    default = DemoPlan()
+    assert plan.seg_iters > default.seg_iters and plan.det_val > default.det_val
+    assert plan.det_scale_min > default.det_scale_min  # scenes whose objects span a few stride-16 cells
+    with pytest.raises(UserError, match="det_scale_min=0.3 is above det_scale_max=0.2"):
+        DemoPlan.from_overrides(["det_scale_min=0.3", "det_scale_max=0.2"])
+    with pytest.raises(UserError, match="det_scale_max"):
+        DemoPlan.from_overrides(["det_scale_max=0.7"])
 
 
 def test_methods_plan_runs_tiny(demo_run: tuple[Path, str]) -> None:

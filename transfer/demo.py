@@ -19,7 +19,7 @@ metrics.json and logs, not its checkpoints. Every stage is reused when it was ma
 same settings (its `demo_stage.json`; a changed setting redoes the stages it changes and
 those made from them; `--force` redoes them all). The plan's sizes are overridable as `key=value` (e.g.
 `pretrain_epochs=2 det_iters=10`), which is how the tests run a tiny one; `plan=methods` is
-the longer method comparison (`METHODS_PLAN`).
+the longer method comparison (`METHODS_PLAN`), `plan=transfer` the fine-tuning benchmark (`TRANSFER_PLAN`).
 """
 from __future__ import annotations
 
@@ -47,14 +47,21 @@ DEFAULT_ROWS = ("teacher", "seed", "ssa", "moco_v2", "random")  # the comparison
 METHODS_PLAN: dict[str, Any] = {
     "rows": ("seed", "ssa", "moco_v2", "ssa_no_align", "ssa_no_ssa", "ssa_rho1", "ssa_b32", "ssa_b256", "random"),
     "seeds": 3, "tasks": ("linear", "cityscapes"), "index": "methods.json"}
-PLANS = ("demo", "methods")
+# `plan=transfer`: the fine-tuning columns at a budget where they separate (`benchmarks/bench_transfer.py`): the
+# teacher, SEED and SSA against random init over 3 seeds, with longer schedules, scenes whose objects span a few
+# stride-16 cells at the shrunk input, and more evaluation images (measured: benchmarks.md, section 2)
+TRANSFER_PLAN: dict[str, Any] = {
+    "rows": ("teacher", "seed", "ssa", "random"), "tasks": TASKS, "random_seeds": 3, "index": "transfer.json",
+    "det_iters": 300, "det_val": 48, "det_scale_min": 0.15, "det_scale_max": 0.4, "seg_iters": 150, "seg_val": 24}
+PRESETS: dict[str, dict[str, Any]] = {"methods": METHODS_PLAN, "transfer": TRANSFER_PLAN}
+PLANS = ("demo", *PRESETS)
 
 
 @dataclass
 class DemoPlan:
     """The sizes of the demo: small enough for 2 CPU cores in 15 minutes, all overridable."""
 
-    plan: str = "demo"               # demo | methods (METHODS_PLAN's rows, seeds and tasks; other keys still apply)
+    plan: str = "demo"               # demo | methods | transfer (PRESETS: their keys first; other keys still apply)
     seed: int = 0
     arch: str = "resnet18"
     # data: the ImageFolder images are one large shape each; the scenes hold a few of the same shapes
@@ -63,8 +70,12 @@ class DemoPlan:
     cls_image_size: int = 64         # ImageFolder images' side
     cls_size: int = 32               # the networks' input for pretraining and linear/kNN (views, crops)
     det_images: int = 64             # VOC and COCO train images (val/test: a quarter)
+    det_val: int = 16                # VOC test and COCO val images (the AP's noise falls with their number)
     det_objects: int = 3             # at most this many shapes per detection scene (at least 1)
+    det_scale_min: float = 0.08      # a scene shape's radius over the image's shorter side: smallest ...
+    det_scale_max: float = 0.3       # ... and largest (`scenes.OBJECT_SCALE`)
     seg_images: int = 32             # Cityscapes train images
+    seg_val: int = 8                 # Cityscapes val images
     # pretraining: every method gets the same student, data, epochs and batch
     teacher_epochs: int = 8          # the supervised teacher's epochs over pretrain_images
     teacher_lr: float = 0.001        # AdamW (transfer/pretrain/supervised.py)
@@ -101,9 +112,8 @@ class DemoPlan:
         chosen = {item.key: item.value for item in items}
         if chosen.get("plan", "demo") not in PLANS:
             raise UserError(f"plan={chosen['plan']}: one of {', '.join(PLANS)}")
-        if chosen.get("plan") == "methods":  # the preset first, so that other keys can still change it
-            for key, value in METHODS_PLAN.items():
-                setattr(plan, key, value)
+        for key, value in PRESETS.get(chosen.get("plan", "demo"), {}).items():
+            setattr(plan, key, value)  # the preset first, so that other keys can still change it
         for item in items:
             key, value = item.key, item.value
             if key not in known:
@@ -118,19 +128,23 @@ class DemoPlan:
             if key == "index" and (Path(str(value)).name != str(value) or not str(value).endswith(".json")):
                 raise UserError(f"index={value}: a file name ending in .json (it is written in WORK_DIR)")
             if key in PLAN_MINIMUM:
-                check_range(key, value, PLAN_MINIMUM[key], integer=isinstance(getattr(plan, key), int),
-                            above=key in RATES)
+                check_range(key, value, PLAN_MINIMUM[key], PLAN_MAXIMUM.get(key),
+                            integer=isinstance(getattr(plan, key), int), above=key in RATES)
             setattr(plan, key, value)
+        if plan.det_scale_min > plan.det_scale_max:
+            raise UserError(f"det_scale_min={plan.det_scale_min} is above det_scale_max={plan.det_scale_max}")
         return plan
 
 
 # The least each size, count and rate of the plan may be (the rates: more than 0).
 PLAN_MINIMUM = {"seed": 0, "pretrain_images": 1, "val_images": 1, "cls_image_size": 16, "cls_size": 16,
-                "det_images": 1, "det_objects": 1, "seg_images": 1, "pretrain_epochs": 1, "teacher_epochs": 1,
-                "teacher_lr": 0, "batch_size": 1, "queue_size": 1, "pretrain_lr": 0, "seeds": 1, "random_seeds": 1,
+                "det_images": 1, "det_val": 1, "det_objects": 1, "det_scale_min": 0, "det_scale_max": 0,
+                "seg_images": 1, "seg_val": 1, "pretrain_epochs": 1, "teacher_epochs": 1, "teacher_lr": 0,
+                "batch_size": 1, "queue_size": 1, "pretrain_lr": 0, "seeds": 1, "random_seeds": 1,
                 "linear_iters": 1, "det_iters": 1, "det_input": 32, "det_batch": 1, "det_lr": 0, "det_rois": 1,
                 "det_proposals": 1, "precise_bn_iters": 1, "seg_iters": 1, "seg_input": 16}
-RATES = ("teacher_lr", "pretrain_lr", "det_lr")
+RATES = ("teacher_lr", "pretrain_lr", "det_lr", "det_scale_min", "det_scale_max")
+PLAN_MAXIMUM = {"det_scale_min": 0.5, "det_scale_max": 0.5}  # a radius of half the shorter side fills the image
 
 
 @dataclass(frozen=True)
@@ -167,16 +181,29 @@ ROW_BY_NAME = {row.name: row for row in ROWS}
 COST = {"data": 10, "teacher": 66, "pretrain": 80, "linear": 4, "voc": 15, "coco": 13, "cityscapes": 23, "report": 1}
 
 
+def stage_cost(task: str, plan: DemoPlan) -> float:
+    """COST of one fine-tuning stage, scaled to the plan's schedule (measured: ~0.35 s a detection image-iteration
+    at 128 px, ~0.3 s a Cityscapes iteration, ~0.25 s a detection test image)."""
+    if task in ("voc", "coco"):
+        return COST[task] + 0.35 * plan.det_batch * (plan.det_iters - 5) + 0.25 * (plan.det_val - 16)
+    if task == "cityscapes":
+        return COST[task] + 0.3 * (plan.seg_iters - 60) + 0.5 * (plan.seg_val - 8)
+    return COST[task]
+
+
 def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
     """Write (or reuse) the four procedural datasets under out/data."""
     from transfer.data import make_dataset
+    from transfer.data.scenes import OBJECT_SCALE
 
     root = out / "data"
     objects = {"objects": (1, plan.det_objects), "fill": "pattern"}  # the shapes as the object images draw them
+    if (plan.det_scale_min, plan.det_scale_max) != OBJECT_SCALE:  # the default keeps the manifests of old data
+        objects["object_scale"] = (plan.det_scale_min, plan.det_scale_max)
     sets = {"imagefolder": (plan.pretrain_images, plan.val_images, (plan.cls_image_size,) * 2, {"kind": "objects"}),
-            "voc": (plan.det_images, max(8, plan.det_images // 4), None, objects),
-            "coco": (plan.det_images, max(8, plan.det_images // 4), None, objects),
-            "cityscapes": (plan.seg_images, max(8, plan.seg_images // 4), None, {"fill": "pattern"})}
+            "voc": (plan.det_images, plan.det_val, None, objects),
+            "coco": (plan.det_images, plan.det_val, None, objects),
+            "cityscapes": (plan.seg_images, plan.seg_val, None, {"fill": "pattern"})}
     return {fmt: make_dataset(fmt, root / fmt, plan.seed, n, n_val, size, overwrite=force, **extra)
             for fmt, (n, n_val, size, extra) in sets.items()}
 
@@ -354,7 +381,7 @@ def aggregate(paths: list[Path], task: str, work_dir: Path) -> Path:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
-    from transfer.demo_report import chance_levels, separation
+    from transfer.demo_report import SHORT_REASONS, chance_levels, separation
     from transfer.report import make_benchmarks
 
     plan = DemoPlan.from_overrides(list(args.overrides))
@@ -371,7 +398,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seeds = {row.name: [plan.seed + k for k in range(count.get(row.name, plan.seeds))] for row in selected}
     backbones = sum(len(s) for s in seeds.values())
     total = COST["data"] + COST["teacher"] * ("teacher" in needed) + COST["report"] + \
-        COST["pretrain"] * plan.seeds * len(pretrained) + backbones * sum(COST[t] for t in plan.tasks)
+        COST["pretrain"] * plan.seeds * len(pretrained) + backbones * sum(stage_cost(t, plan) for t in plan.tasks)
     console = Console(total, verbose=verbose)
     console.say(f"plan {plan.plan}: rows {', '.join(plan.rows)}; tasks {', '.join(plan.tasks)}; "
                 f"{backbones} backbones; work dir {out} (each stage's output: its {LOG})")
@@ -410,7 +437,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 several = len(seeds[row.name]) > 1
                 work_dir = out / "runs" / row.name / (f"seed{seed}" if several else "") / task
                 name = f"{task} {row.name}" + (f" seed {seed}" if several else "")
-                with console.stage(name, COST[task], work_dir / LOG):
+                with console.stage(name, stage_cost(task, plan), work_dir / LOG):
                     paths.append(transfer_task(task, checkpoints[row.name, seed], work_dir, data, plan, seed, args))
             # over several seeds, the mean goes beside the seeds' runs (one seed is its own figure): a one-seed
             # run of the same row (the default plan's, in the same work dir) keeps its runs/ROW/TASK/metrics.json
@@ -447,7 +474,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             "image_size": plan.cls_size, "images": plan.pretrain_images},
                  "plan": dataclasses.asdict(plan), "stage_times_s": console.times, "rows": rows}
         index["chance"] = chance_levels(data, plan.tasks)
-        index["separation"] = separation(out, rows, index["chance"])
+        index["separation"] = separation(out, rows, index["chance"], reasons=SHORT_REASONS[plan.plan])
         index_path = out / plan.index
         write_json(index_path, index)
         # the default rows' table is benchmarks.md; another set of rows (index=NAME.json) gets NAME.md beside it

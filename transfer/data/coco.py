@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 
 from transfer.data.images import check_images
 from transfer.data.problems import Problems
-from transfer.data.scenes import SHAPES, render_objects
+from transfer.data.scenes import OBJECT_SCALE, SHAPES, render_objects
 
 _CATEGORIES = """1 person person|2 bicycle vehicle|3 car vehicle|4 motorcycle vehicle|5 airplane vehicle|
 6 bus vehicle|7 train vehicle|8 truck vehicle|9 boat vehicle|10 traffic_light outdoor|11 fire_hydrant outdoor|
@@ -56,7 +56,8 @@ def _polygons(mask: np.ndarray) -> list[list[float]]:
 
 
 def write_coco(root: str | Path, seed: int, num_train: int, num_val: int,
-               size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6), fill: str = "solid") -> Path:
+               size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6), fill: str = "solid",
+               scale: tuple[float, float] = OBJECT_SCALE) -> Path:
     """Write a procedural COCO-format dataset under `root`; returns `root`."""
     root = Path(root)
     cat_id = {c["name"]: c["id"] for c in COCO_CATEGORIES}
@@ -68,7 +69,8 @@ def write_coco(root: str | Path, seed: int, num_train: int, num_val: int,
         for i in range(count):
             rng = np.random.default_rng([seed, 1, split_index, i])
             image_id = split_index * 1_000_000 + i + 1
-            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)), fill=fill)
+            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)), scale,
+                                            fill=fill)
             name = f"{image_id:012d}.jpg"
             Image.fromarray(img).save(root / split / name, quality=92)
             images.append({"id": image_id, "file_name": name, "width": size[0], "height": size[1]})

@@ -23,7 +23,8 @@ FULL_SIZES = {"coco": (640, 480), "voc": (500, 375), "cityscapes": (2048, 1024),
 
 def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
                  image_size: tuple[int, int] | None = None, overwrite: bool = False, kind: str | None = None,
-                 objects: tuple[int, int] | None = None, fill: str | None = None) -> Path:
+                 objects: tuple[int, int] | None = None, fill: str | None = None,
+                 object_scale: tuple[float, float] | None = None) -> Path:
     """Write the procedural `fmt` dataset to `out` atomically (a temporary folder renamed at the end).
 
     `num_images` train images and `num_val` val/test images (default a quarter,
@@ -31,7 +32,8 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     (default), `patterns` or `objects` (one large shape per image, `objects.py`);
     VOC's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6), and
     their `fill`: `solid` (default), `texture` or `pattern` (`scenes.render_objects`); Cityscapes'
-    `fill`: `texture` (default) or `pattern` (`scenes.render_street`). An
+    `fill`: `texture` (default) or `pattern` (`scenes.render_street`); VOC's and COCO's `object_scale`: a shape's
+    (smallest, largest) radius over the image's shorter side (default `scenes.OBJECT_SCALE`). An
     existing `out` made with the same parameters is reused; a different one is an
     error unless `overwrite`.
     """
@@ -44,10 +46,10 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64)}[fmt]
     size = tuple(image_size or default_size)
     params = {"format": fmt, "seed": seed, "num_images": num_images, "num_val": num_val, "image_size": list(size)}
-    if kind is not None and fmt != "imagefolder" or objects is not None and fmt not in ("voc", "coco") or \
-            fill is not None and fmt == "imagefolder":
-        raise UserError(f"{fmt}: kind= is for imagefolder, objects= for voc and coco, fill= for voc, coco and "
-                        "cityscapes")
+    if kind is not None and fmt != "imagefolder" or (objects, object_scale) != (None, None) and \
+            fmt not in ("voc", "coco") or fill is not None and fmt == "imagefolder":
+        raise UserError(f"{fmt}: kind= is for imagefolder, objects= and object_scale= for voc and coco, fill= for "
+                        "voc, coco and cityscapes")
     fills = STREET_FILLS if fmt == "cityscapes" else FILLS
     if fill not in (None, *fills):
         raise UserError(f"unknown {fmt} fill {fill!r}; expected one of {', '.join(fills)}")
@@ -55,8 +57,12 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
         raise UserError(f"unknown ImageFolder kind {kind!r}; expected shapes, patterns or objects")
     if objects is not None and not 1 <= objects[0] <= objects[1]:
         raise UserError(f"objects={objects}: expected (fewest, most) with 1 <= fewest <= most")
+    if object_scale is not None and not 0 < object_scale[0] <= object_scale[1] <= 0.5:
+        raise UserError(f"object_scale={object_scale}: expected (smallest, largest) radius over the shorter side, "
+                        "with 0 < smallest <= largest <= 0.5")
     params.update({"kind": kind} if kind not in (None, "shapes") else {})
     params.update({"objects": list(objects)} if objects is not None else {})
+    params.update({"object_scale": list(object_scale)} if object_scale is not None else {})
     params.update({"fill": fill} if fill not in (None, fills[0]) else {})  # the default keeps old manifests
     if out.exists():
         manifest = out / MANIFEST
@@ -70,6 +76,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     try:
         scene = {"objects": tuple(objects)} if objects is not None else {}
         scene.update({"fill": fill} if fill is not None else {})
+        scene.update({"scale": tuple(object_scale)} if object_scale is not None else {})
         if fmt == "coco":
             write_coco(tmp, seed, num_images, num_val, size, **scene)
         elif fmt == "voc":

@@ -121,10 +121,12 @@ def pattern_fill(rng: np.random.Generator, label: int, width: int, height: int, 
 
 
 FILLS = ("solid", "texture", "pattern")
+# A shape's radius as a fraction of the image's shorter side, (smallest, largest): boxes of about 0.15-0.6 of it.
+OBJECT_SCALE = (0.08, 0.3)
 
 
 def render_objects(rng: np.random.Generator, width: int, height: int, num_objects: int,
-                   scale: tuple[float, float] = (0.08, 0.3), labels: list[int] | None = None,
+                   scale: tuple[float, float] = OBJECT_SCALE, labels: list[int] | None = None,
                    min_visible: float = 0.4, min_pixels: int = 64, fill: str = "solid"
                    ) -> tuple[np.ndarray, list[Instance]]:
     """A scene with up to `num_objects` shapes that may occlude each other.

@@ -14,7 +14,7 @@ from PIL import Image
 
 from transfer.data.images import check_images
 from transfer.data.problems import Problems
-from transfer.data.scenes import SHAPES, render_objects
+from transfer.data.scenes import OBJECT_SCALE, SHAPES, render_objects
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -41,7 +41,8 @@ def _annotation_xml(year: str, image_id: str, width: int, height: int, objects: 
 
 
 def write_voc(root: str | Path, seed: int, num_train: int, num_test: int,
-              size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6), fill: str = "solid") -> Path:
+              size: tuple[int, int] = (320, 240), objects: tuple[int, int] = (2, 6), fill: str = "solid",
+              scale: tuple[float, float] = OBJECT_SCALE) -> Path:
     """Write procedural VOC2007 (trainval, test) and VOC2012 (trainval) trees under `root`; returns `root`."""
     root = Path(root)
     counts = {("2007", "trainval"): num_train - num_train // 2, ("2012", "trainval"): num_train // 2,
@@ -55,7 +56,8 @@ def write_voc(root: str | Path, seed: int, num_train: int, num_test: int,
         for i in range(counts[year, image_set]):
             rng = np.random.default_rng([seed, 2, split_index, i])
             image_id = f"{i + split_index * 100000:06d}" if year == "2007" else f"{year}_{i:06d}"
-            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)), fill=fill)
+            img, instances = render_objects(rng, *size, int(rng.integers(objects[0], objects[1] + 1)), scale,
+                                            fill=fill)
             Image.fromarray(img).save(base / "JPEGImages" / f"{image_id}.jpg", quality=92)
             boxes = []
             for inst in instances:

@@ -174,8 +174,12 @@ def chance_lines(table: TransferTable) -> list[str]:
             body.append([q["label"], fmt_percent(q["chance"]), f"{q['random']:.1f} ± {q['spread']:.1f}",
                          f"+{q['needed']:.1f}"] + [cells.get(c["row"], DASH) for c in quantities[0]["rows"]])
         lines += _table(header, body)
-        short = [f"- {q['label']}: {q['short_reason']}." for q in quantities if q.get("short_reason")]
-        lines += ["", "Why a column does not separate (measured):", "", *short] if short else []
+        said: dict[str, str] = {}  # one reason a task: VOC's two AP50 columns share theirs
+        for q in quantities:
+            if q.get("short_reason") and q["short_reason"] not in said.values():
+                said[q["label"]] = q["short_reason"]
+        short = [f"- {label}: {reason}." for label, reason in said.items()]
+        lines += ["", "Why a column falls short of the bar (measured):", "", *short] if short else []
     return lines
 
 
