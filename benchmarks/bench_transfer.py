@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from transfer.cli import run_transfer  # noqa: E402
-from transfer.fileio import temporary_folder_beside  # noqa: E402
+from transfer.fileio import atomic_folder, write_json  # noqa: E402
 
 
 def archive(work_dir: Path, index_name: str, dest: Path, command: str) -> Path:
@@ -35,18 +35,12 @@ def archive(work_dir: Path, index_name: str, dest: Path, command: str) -> Path:
     index = json.loads((work_dir / index_name).read_text())
     index.update(name="transfer benchmark (plan=transfer)", command=command)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_folder_beside(dest)
-    try:
-        (tmp / index_name).write_text(json.dumps(index, indent=1) + "\n")
+    with atomic_folder(dest) as tmp:
+        write_json(tmp / index_name, index)
         for row in index["rows"]:
             for rel in row["metrics"].values():
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(work_dir / rel, tmp / rel)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest / index_name
 
 

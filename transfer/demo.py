@@ -184,22 +184,22 @@ COST = {"data": 10, "teacher": 66, "pretrain": 80, "linear": 4, "voc": 15, "coco
 def stage_cost(task: str, plan: DemoPlan) -> float:
     """COST of one fine-tuning stage, scaled to the plan's schedule (measured: ~0.35 s a detection image-iteration
     at 128 px, ~0.3 s a Cityscapes iteration, ~0.25 s a detection test image)."""
+    base = DemoPlan()  # COST was measured at the default plan's sizes
     if task in ("voc", "coco"):
-        return COST[task] + 0.35 * plan.det_batch * (plan.det_iters - 5) + 0.25 * (plan.det_val - 16)
+        return COST[task] + 0.35 * plan.det_batch * (plan.det_iters - base.det_iters) + \
+            0.25 * (plan.det_val - base.det_val)
     if task == "cityscapes":
-        return COST[task] + 0.3 * (plan.seg_iters - 60) + 0.5 * (plan.seg_val - 8)
+        return COST[task] + 0.3 * (plan.seg_iters - base.seg_iters) + 0.5 * (plan.seg_val - base.seg_val)
     return COST[task]
 
 
 def make_data(out: Path, plan: DemoPlan, force: bool) -> dict[str, Path]:
     """Write (or reuse) the four procedural datasets under out/data."""
     from transfer.data import make_dataset
-    from transfer.data.scenes import OBJECT_SCALE
 
     root = out / "data"
-    objects = {"objects": (1, plan.det_objects), "fill": "pattern"}  # the shapes as the object images draw them
-    if (plan.det_scale_min, plan.det_scale_max) != OBJECT_SCALE:  # the default keeps the manifests of old data
-        objects["object_scale"] = (plan.det_scale_min, plan.det_scale_max)
+    objects = {"objects": (1, plan.det_objects), "fill": "pattern",  # the shapes as the object images draw them
+               "object_scale": (plan.det_scale_min, plan.det_scale_max)}
     sets = {"imagefolder": (plan.pretrain_images, plan.val_images, (plan.cls_image_size,) * 2, {"kind": "objects"}),
             "voc": (plan.det_images, plan.det_val, None, objects),
             "coco": (plan.det_images, plan.det_val, None, objects),

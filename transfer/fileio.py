@@ -110,6 +110,21 @@ def temporary_folder_beside(path: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path` to fill; on success it replaces `path` whole, and it is removed
+    in any case (the folder counterpart of `atomic_path`)."""
+    path = Path(path)
+    tmp = temporary_folder_beside(path)
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, on error delete it.
 

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from transfer.data.cityscapes import write_cityscapes
 from transfer.data.coco import write_coco
 from transfer.data.imagefolder import write_imagefolder
 from transfer.data.objects import write_object_images
-from transfer.data.scenes import FILLS, STREET_FILLS
+from transfer.data.scenes import FILLS, OBJECT_SCALE, STREET_FILLS
 from transfer.data.voc import write_voc
 from transfer.errors import UserError
-from transfer.fileio import temporary_folder_beside
+from transfer.fileio import atomic_folder
 
 FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder")
 MANIFEST = "generated.json"  # what made a folder; equal parameters mean it can be reused
@@ -62,7 +61,8 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
                         "with 0 < smallest <= largest <= 0.5")
     params.update({"kind": kind} if kind not in (None, "shapes") else {})
     params.update({"objects": list(objects)} if objects is not None else {})
-    params.update({"object_scale": list(object_scale)} if object_scale is not None else {})
+    if object_scale is not None and tuple(object_scale) != OBJECT_SCALE:  # the default keeps old manifests
+        params["object_scale"] = list(object_scale)
     params.update({"fill": fill} if fill not in (None, fills[0]) else {})  # the default keeps old manifests
     if out.exists():
         manifest = out / MANIFEST
@@ -72,8 +72,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
             raise UserError(f"{out} already exists and was not made with these parameters; "
                             "pass --force to replace it or choose another --out")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_folder_beside(out)  # removes those of killed runs; the usual folder mode, not 0700
-    try:
+    with atomic_folder(out) as tmp:  # removes those of killed runs; the usual folder mode, not 0700
         scene = {"objects": tuple(objects)} if objects is not None else {}
         scene.update({"fill": fill} if fill is not None else {})
         scene.update({"scale": tuple(object_scale)} if object_scale is not None else {})
@@ -88,11 +87,6 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
         else:
             write_imagefolder(tmp, seed, num_images, num_val, size[0], kind=kind or "shapes")
         (tmp / MANIFEST).write_text(json.dumps(params) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
