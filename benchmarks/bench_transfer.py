@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from transfer.cli import run_transfer  # noqa: E402
+from transfer.cli import run_main, run_transfer  # noqa: E402
 from transfer.fileio import atomic_folder, write_json  # noqa: E402
 
 
@@ -72,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a bad key=value: one `error:` line, exit 2, before any work

@@ -163,3 +163,29 @@ def test_a_column_no_row_separates_in_carries_its_measured_reason(tmp_path: Path
     text = "\n".join(chance_lines(table))
     assert "Why a column falls short of the bar (measured):" in text and f"- VOC AP50: {SHORT_REASONS['demo']['voc']}." in text
     assert "- COCO box AP50:" not in text
+
+
+def test_transfer_benchmark_refuses_a_bad_plan_in_one_line_and_archives_whole(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_transfer.py"
+    done = subprocess.run([sys.executable, str(bench), "--work-dir", str(tmp_path / "w"), "--archive",
+                           str(tmp_path / "a"), "det_scale_max=0.7"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "det_scale_max" in done.stderr
+    assert not (tmp_path / "a").exists()  # refused before any work: nothing archived
+
+    sys.path.insert(0, str(bench.parent))
+    from bench_transfer import archive
+
+    work = tmp_path / "w"
+    (work / "runs" / "random" / "voc").mkdir(parents=True)
+    (work / "runs" / "random" / "voc" / "metrics.json").write_text('{"metrics": {"AP50": 1.0}}')
+    (work / "transfer.json").write_text(json.dumps({"rows": [{"name": "random",
+                                                             "metrics": {"voc": "runs/random/voc/metrics.json"}}]}))
+    (tmp_path / "a" / "stale").mkdir(parents=True)
+    index = json.loads(archive(work, "transfer.json", tmp_path / "a", "python bench").read_text())
+    assert index["command"] == "python bench" and not (tmp_path / "a" / "stale").exists()  # replaced whole
+    assert (tmp_path / "a" / "runs" / "random" / "voc" / "metrics.json").read_text() == '{"metrics": {"AP50": 1.0}}'
+    assert {p.name for p in tmp_path.iterdir()} == {"w", "a"}  # no temporary folder left beside the archive
