@@ -27,12 +27,18 @@ def transfer_args(task: str, *argv: str) -> argparse.Namespace:
     return transfer_parser().parse_intermixed_args([task, *argv])
 
 
+# RetinaNet has no RPN or RoI head: the same batch and workers, at most 100 boxes per level before NMS.
+MMDET_ONE_STAGE_SMALL = [w for w in MMDET_SMALL if ".rcnn." not in w and ".rpn." not in w] + [
+    "model.test_cfg.nms_pre=100", "model.test_cfg.max_per_img=20"]
+
+
 def run_detection(task: str, data: Path, work_dir: Path, *extra: str, max_iters: int = 2, input_size: int = 96,
-                  backend: str = "mmdet") -> dict[str, Any]:
-    """Run the detection runner on the CPU with a short schedule and small inputs; returns the metrics.json record."""
+                  backend: str = "mmdet", small: list[str] | None = None) -> dict[str, Any]:
+    """Run the detection runner on the CPU with a short schedule and small inputs (`small`: the CPU-sized
+    settings, default the backend's two-stage ones); returns the metrics.json record."""
     from transfer.detection.runner import run
 
-    small = MMDET_SMALL if backend == "mmdet" else DETECTRON2_SMALL
+    small = small if small is not None else MMDET_SMALL if backend == "mmdet" else DETECTRON2_SMALL
     # the small settings first: a test's own overrides (in `extra`) win
     args = transfer_args(task, "--data", str(data), "--work-dir", str(work_dir), "--gpus", "0",
                          "--backend", backend, "--max-iters", str(max_iters), "--input-size", str(input_size),

@@ -60,9 +60,9 @@ def kill_detectron2_after(iteration: int) -> None:
 
 def kill_linear_after(saves: int) -> None:
     """Kill right after the linear probe has written its state file for the `saves`-th time."""
-    from transfer.classification import linear
+    from transfer.classification import trial_state
 
-    original = linear.atomic_path
+    original = trial_state.atomic_path
     count = [0]
 
     @contextlib.contextmanager
@@ -73,7 +73,7 @@ def kill_linear_after(saves: int) -> None:
         if count[0] == saves:
             die()
 
-    linear.atomic_path = atomic_path
+    trial_state.atomic_path = atomic_path
 
 
 def main() -> None:

@@ -10,18 +10,11 @@ from pathlib import Path
 
 import torch
 
-from conftest import REPO
+from conftest import run_tool
 from test_data_checks import broken_png, truncate
 
 FAST = ["data.image_size=32", "data.workers=1", "train.batch_size=4", "model.queue_size=16", "aggregation.queue_size=16",
         "model.head_hidden=64", "train.log_every=1"]
-
-
-def run_tool(tool: str, *args: str) -> subprocess.CompletedProcess:
-    """Run tools/`tool` in a fresh process, this checkout first on the path."""
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-    return subprocess.run([sys.executable, str(REPO / tool), *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": path}, timeout=600)
 
 
 def the_error(run: subprocess.CompletedProcess) -> str:
@@ -38,7 +31,7 @@ def test_coco_annotations_that_are_a_list(copy_of):
     root = copy_of("coco")
     path = root / "annotations/instances_train2017.json"
     path.write_text("[\n" + path.read_text() + "\n]\n")
-    error = the_error(run_tool("tools/check_dataset.py", "coco", str(root)))
+    error = the_error(run_tool("check_dataset.py", "coco", str(root)))
     assert error == (f"error: COCO dataset at {root}: {path}:1: the top level is a list; "
                      "expected an object with keys images, annotations, categories")
 
@@ -47,7 +40,7 @@ def test_truncated_cityscapes_val_image_stops_the_run_before_training(copy_of, t
     root = copy_of("cityscapes")
     victim = truncate(sorted((root / "leftImg8bit/val").glob("*/*.png"))[-1])
     work_dir = tmp_path / "work"
-    error = the_error(run_tool("tools/run_transfer.py", "cityscapes", "--data", str(root), "--work-dir",
+    error = the_error(run_tool("run_transfer.py", "cityscapes", "--data", str(root), "--work-dir",
                                str(work_dir), "--gpus", "0", "--max-iters", "2"))
     assert error.startswith(f"error: Cityscapes dataset at {root}: {victim}: unreadable image: OSError: image file "
                             "is truncated")
@@ -59,7 +52,7 @@ def test_not_an_image_stops_pretraining_before_any_step(copy_of, tmp_path):
     victim = sorted((root / "train/cross").iterdir())[1]
     victim.write_bytes(b"GIF89a? no, just some bytes")
     work_dir = tmp_path / "work"
-    error = the_error(run_tool("tools/pretrain.py", "--method", "moco_v2", "--data", str(root), "--work-dir",
+    error = the_error(run_tool("pretrain.py", "--method", "moco_v2", "--data", str(root), "--work-dir",
                                str(work_dir), "--max-steps", "2", *FAST))
     assert error == (f"error: ImageFolder dataset at {root}: {victim}: unreadable image: "
                      "not an image (PIL does not recognise its header)")
@@ -79,23 +72,23 @@ def test_bad_pixels_met_in_pretraining_stop_it_naming_the_file_and_keep_the_chec
     victim = Path(ImageFolder(str(root / "train")).samples[order[9]][0])  # the 2nd image of the 3rd batch
     broken_png(victim, size=64)
     work_dir = tmp_path / "work"
-    error = the_error(run_tool("tools/pretrain.py", "--method", "moco_v2", "--data", str(root), "--work-dir",
+    error = the_error(run_tool("pretrain.py", "--method", "moco_v2", "--data", str(root), "--work-dir",
                                str(work_dir), "--max-steps", "8", "--save-every", "1", "--seed", "0", *FAST))
     assert error.startswith(f"error: cannot read image {victim} (OSError: broken data stream")
     assert f"tools/check_dataset.py imagefolder {root} --check-images" in error
     assert ckpt.load_checkpoint(work_dir / ckpt.LAST)["pretrain"]["step"] == 2  # the last checkpoint is kept
     assert not [p for p in work_dir.iterdir() if p.name.startswith(".")]
     # and the full decode finds it before any compute
-    error = the_error(run_tool("tools/check_dataset.py", "imagefolder", str(root), "--check-images"))
+    error = the_error(run_tool("check_dataset.py", "imagefolder", str(root), "--check-images"))
     assert error.startswith(f"error: ImageFolder dataset at {root}: {victim}: unreadable image: OSError")
 
 
 def test_make_demo_data_onto_an_existing_file(tmp_path):
     out = tmp_path / "taken"
     out.write_text("mine\n")
-    error = the_error(run_tool("tools/make_demo_data.py", "--out", str(out), "--num-images", "2"))
+    error = the_error(run_tool("make_demo_data.py", "--out", str(out), "--num-images", "2"))
     assert error == f"error: --out {out} is a file; expected a folder (it is created if missing)"
-    error = the_error(run_tool("tools/make_demo_data.py", "--out", str(out / "sub"), "--num-images", "2"))
+    error = the_error(run_tool("make_demo_data.py", "--out", str(out / "sub"), "--num-images", "2"))
     assert error == f"error: --out {out / 'sub'} lies under {out}, which is a file; expected a folder " \
                     "(it is created if missing)"
     assert out.read_text() == "mine\n" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
@@ -112,7 +105,7 @@ def test_checkpoint_damaged_inside_a_tensor_is_refused_by_the_converter(tmp_path
     data[entry.header_offset + 4096] ^= 0x01  # one bit inside its data
     src.write_bytes(bytes(data))
     dst = tmp_path / "out" / "r18_mmlab.pth"
-    error = the_error(run_tool("tools/convert_ckpt.py", str(src), str(dst), "--to", "mmlab"))
+    error = the_error(run_tool("convert_ckpt.py", str(src), str(dst), "--to", "mmlab"))
     assert error == (f"error: {src} is corrupt: entry {entry.filename} does not match its CRC-32 checksum "
                      "(damaged bytes); copy or download it again")
     assert not dst.exists() and not (dst.parent.exists() and any(dst.parent.iterdir()))
@@ -134,7 +127,7 @@ def test_a_conversion_removes_what_a_killed_one_left_and_writes_mode_0644(tmp_pa
     left.write_bytes(b"\0" * 4096)
     old = os.umask(0o022)
     try:
-        run = run_tool("tools/convert_ckpt.py", str(src), str(out / "r18_tv.pth"), "--to", "torchvision")
+        run = run_tool("convert_ckpt.py", str(src), str(out / "r18_tv.pth"), "--to", "torchvision")
     finally:
         os.umask(old)
     assert run.returncode == 0, run.stderr
@@ -148,7 +141,7 @@ def test_check_dataset_lists_every_unreadable_image(copy_of):
     victims = sorted(root.rglob("*.png"))[:21]
     for v in victims:
         v.write_bytes(b"")
-    run = run_tool("tools/check_dataset.py", "imagefolder", str(root))
+    run = run_tool("check_dataset.py", "imagefolder", str(root))
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.startswith(f"error: ImageFolder dataset at {root} has 21 problems:\n")
     assert len(run.stderr.splitlines()) == 1 + 20 + 1 and "... and 1 more" in run.stderr

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ from transfer.data.coco import SHAPE_TO_COCO
 from transfer.data.voc import SHAPE_TO_VOC
 from transfer.errors import UserError
 
-from conftest import REPO
+from conftest import run_tool
 
 
 def _digest(folder: Path) -> str:
@@ -148,13 +146,11 @@ def test_imagefolder_loads_in_torchvision(demo_data):
 
 def test_make_demo_data_tool(tmp_path):
     out = tmp_path / "d"
-    run = subprocess.run([sys.executable, str(REPO / "tools/make_demo_data.py"), "--out", str(out),
-                          "--num-images", "3", "--num-val", "2", "--formats", "coco", "imagefolder"],
-                         capture_output=True, text=True)
+    run = run_tool("make_demo_data.py", "--out", out, "--num-images", "3", "--num-val", "2", "--formats", "coco",
+                   "imagefolder")
     assert run.returncode == 0, run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["coco", "imagefolder"]
-    bad = subprocess.run([sys.executable, str(REPO / "tools/make_demo_data.py"), "--out", str(out),
-                          "--num-images", "0"], capture_output=True, text=True)
+    bad = run_tool("make_demo_data.py", "--out", out, "--num-images", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "--num-images" in bad.stderr
 
 

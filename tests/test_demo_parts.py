@@ -139,7 +139,7 @@ def test_a_column_no_row_separates_in_carries_its_measured_reason(tmp_path: Path
     import json
 
     from transfer.demo import separation_lines
-    from transfer.demo_report import SHORT_REASONS, separation
+    from transfer.demo_report import separation, short_reasons
     from transfer.report.markdown import chance_lines
     from transfer.report.runs import TransferTable
 
@@ -155,13 +155,13 @@ def test_a_column_no_row_separates_in_carries_its_measured_reason(tmp_path: Path
                                            "coco": metrics("r_coco", {"bbox_AP50": 0.5, "bbox_AP50_std": 0.1})}}]
     voc, coco = separation(tmp_path, rows, {"voc": {"AP50": 0.0}, "coco": {"bbox_AP50": 0.0}})["quantities"]
     # VOC: a row falls short of +5, so the column says why; COCO: every row (SSA, +8.5) reaches it: nothing
-    assert not voc["rows"][0]["meets"] and voc["short_reason"] == SHORT_REASONS["demo"]["voc"]
+    assert not voc["rows"][0]["meets"] and voc["short_reason"] == short_reasons("demo")["voc"]
     assert coco["rows"][0]["meets"] and "short_reason" not in coco
     assert any(line.startswith("  why VOC AP50 does not separate") for line in separation_lines({"quantities": [voc]}))
     table = TransferTable(path=tmp_path, name="demo", command=None, date=None, machine=None, budget={},
                           procedural=True, data=None, rows=[], separation={"quantities": [voc, coco]})
     text = "\n".join(chance_lines(table))
-    assert "Why a column falls short of the bar (measured):" in text and f"- VOC AP50: {SHORT_REASONS['demo']['voc']}." in text
+    assert "Why a column falls short of the bar (measured):" in text and f"- VOC AP50: {short_reasons('demo')['voc']}." in text
     assert "- COCO box AP50:" not in text
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,8 @@ from mmengine.config import Config
 
 from transfer.errors import UserError
 from transfer.overrides import apply_overrides, check_range, parse_override, parse_value
+
+from conftest import run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,8 +133,7 @@ def test_pretraining_config_files_are_typed_too(tmp_path):
 ])
 def test_pretrain_cli_refuses_with_one_line_and_exit_2(tmp_path, argv, message):
     work = tmp_path / "w"
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "pretrain.py"), "--work-dir", str(work), *argv],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = run_tool("pretrain.py", "--work-dir", work, *argv, cwd=REPO)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and proc.stderr.startswith(message)
     assert "Traceback" not in proc.stderr and not work.exists()

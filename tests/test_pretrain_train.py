@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ from transfer.pretrain.checkpoint import load_checkpoint
 from transfer.pretrain.config import PRETRAIN_CONFIGS
 from transfer.pretrain.model import TERMS
 from transfer.pretrain.trainer import build_model
+
+from conftest import run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 # Small and fast: 32 px views (a 1 x 1 feature map), 4 images a step, tiny queues and head.
@@ -187,14 +188,10 @@ def test_resume_after_kill_is_bit_exact(images, tmp_path):
 
 def test_cli(images, tmp_path):
     work = tmp_path / "cli"
-    cmd = [sys.executable, "tools/pretrain.py", "--method", "seed", "--data", str(images), "--work-dir", str(work),
-           "--arch", "resnet18", "--image-size", "32", "--batch-size", "4", "--max-steps", "1", "--workers", "0",
-           "model.queue_size=8", "model.head_hidden=32"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    proc = run_tool("pretrain.py", "--method", "seed", "--data", images, "--work-dir", work, "--arch", "resnet18",
+                    "--image-size", "32", "--batch-size", "4", "--max-steps", "1", "--workers", "0",
+                    "model.queue_size=8", "model.head_hidden=32", cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "[seed] step 1/1" in proc.stdout and (work / "checkpoint_final.pth").is_file()
-    bad = subprocess.run([sys.executable, "tools/pretrain.py", "--data", str(tmp_path / "missing"),
-                          "--work-dir", str(tmp_path / "w2")], cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env=env)
+    bad = run_tool("pretrain.py", "--data", tmp_path / "missing", "--work-dir", tmp_path / "w2", cwd=REPO)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "missing" in bad.stderr

@@ -13,6 +13,9 @@ import pytest
 from transfer.engine.runner import RECORD_KEYS
 from transfer.engine.workdir import LOCK_FILE, claim_work_dir
 from transfer.errors import UserError
+from transfer.tasks import TASKS
+
+from conftest import run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,8 +24,7 @@ def refuse(argv: list[str], message: str, tmp_path: Path, env: dict[str, str] | 
            after_progress: bool = False, tool: str = "run_transfer.py") -> None:
     """`tools/TOOL ARGV` exits 2 with exactly one line starting `error: MESSAGE`, and writes nothing."""
     before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / tool), *argv], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, **(env or {})})
+    proc = run_tool(tool, *argv, cwd=tmp_path, env=env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if not (after_progress and line.startswith("[transfer] "))]
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), proc.stderr[-2000:]
@@ -104,12 +106,27 @@ def test_torchrun_cpu_copies_of_an_mm_task_are_refused(tmp_path):
            "torchrun started 2 processes but mmseg cannot", tmp_path, env)
 
 
+def test_the_shell_entry_point_refuses_with_exit_code_2_and_one_line(tmp_path):
+    """The real command line (bash, a fresh interpreter) behaves as the in-process runs of the other tests."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(REPO / "tools" / "run_transfer.sh"), "coco", "--data", str(tmp_path / "none"),
+                           "--work-dir", str(tmp_path / "w"), "--gpus", "0"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --data") and "does not exist" in lines[0]
+    assert "Traceback" not in proc.stderr and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_a_missing_dataset_is_refused_naming_it(tmp_path, task):
+    refuse([task, "--data", "nowhere", "--work-dir", "w", "--gpus", "0"], "--data nowhere", tmp_path)
+
+
 def test_demo_has_its_own_flags_and_range_checks(tmp_path):
     refuse(["demo", "det_iters=-3"], "det_iters must be an integer >= 1 (got -3)", tmp_path)
     refuse(["demo", "det_lr=0"], "det_lr must be a number > 0 (got 0.0)", tmp_path)
     refuse(["demo", "det_iters=fast"], "det_iters=fast: expected an integer", tmp_path)
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "run_transfer.py"), "demo", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = run_tool("run_transfer.py", "demo", "--help")
     assert proc.returncode == 0 and "--force" in proc.stdout and "--max-iters" not in proc.stdout
 
 

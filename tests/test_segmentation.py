@@ -5,8 +5,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +22,8 @@ from transfer.engine.devices import replace_syncbn
 from transfer.errors import UserError
 from transfer.segmentation.config import check_backbone_loads, set_backbone_depth, set_input_size, set_pretrained
 from transfer.segmentation.runner import DEFAULT_CONFIG, run
+
+from conftest import run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 # Short CPU runs: one process with 2 images per iteration, no validation loop
@@ -186,10 +186,9 @@ def check_metrics(record: dict, iterations: int) -> dict[str, float]:
 def test_smoke_run_through_run_transfer_sh(demo_data: Path, r18_checkpoint: Path, tmp_path: Path) -> None:
     """tools/run_transfer.sh cityscapes: converts the weights, trains a few iterations, writes metrics.json."""
     work = tmp_path / "work"
-    cmd = ["bash", str(REPO / "tools" / "run_transfer.sh"), "cityscapes", "--weights", str(r18_checkpoint),
-           "--data", str(demo_data), "--work-dir", str(work), "--max-iters", "2", "--input-size", "64", *CPU]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                          env={**os.environ, "PYTHON": str(REPO / ".venv" / "bin" / "python"), "OMP_NUM_THREADS": "1"})
+    with one_torch_thread():
+        done = run_tool("run_transfer.py", "cityscapes", "--weights", r18_checkpoint, "--data", demo_data,
+                        "--work-dir", work, "--max-iters", "2", "--input-size", "64", *CPU, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((work / "metrics.json").read_text())
     check_metrics(record, iterations=2)
@@ -287,17 +286,6 @@ def test_resume_after_interruption(demo_data: Path, tmp_path: Path) -> None:
     resumed_iters = [json.loads(line)["iter"] for line in logs[-1].read_text().splitlines() if '"loss"' in line]
     assert resumed_iters == [3, 4]  # the second run trained only what was left
     assert json.loads((work / "metrics.json").read_text())["metrics"] == record["metrics"]
-
-
-def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
-    """--data pointing nowhere: exit code 2 and one error line naming the folder."""
-    done = subprocess.run(["bash", str(REPO / "tools" / "run_transfer.sh"), "cityscapes", "--data",
-                           str(tmp_path / "nowhere"), "--work-dir", str(tmp_path / "w"), "--gpus", "0"],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHON": str(REPO / ".venv" / "bin" / "python")})
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and "nowhere" in done.stderr
-    assert not (tmp_path / "w" / "metrics.json").exists()
 
 
 def test_missing_train_ids_point_to_prepare_cityscapes(demo_data: Path, tmp_path: Path) -> None:

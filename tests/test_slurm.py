@@ -1,7 +1,9 @@
 """--launcher slurm through submitit's local executor: the same jobs, torchrun's variables, requeue, the index."""
 from __future__ import annotations
 
+import functools
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -11,9 +13,9 @@ submitit = pytest.importorskip("submitit")
 
 from transfer.errors import UserError  # noqa: E402
 from transfer.suite.cli import make_plan, run_slurm, suite_parser  # noqa: E402
-from transfer.suite.index import save_plan  # noqa: E402
-from transfer.suite.jobs import read_state  # noqa: E402
-from transfer.suite.slurm import CommandJob, strip_launcher_flags, time_minutes  # noqa: E402
+from transfer.suite.index import refresh_index, save_plan  # noqa: E402
+from transfer.jobs import read_state  # noqa: E402
+from transfer.slurm import CommandJob, strip_launcher_flags, time_minutes  # noqa: E402
 
 from suite_helpers import SHRUNK, r18_checkpoint  # noqa: E402
 
@@ -54,10 +56,11 @@ def test_suite_jobs_fill_the_index_as_they_end(demo_data: Path, tmp_path: Path) 
 
 
 def test_preempted_job_is_requeued_as_the_same_command(tmp_path: Path) -> None:
-    job = CommandJob([sys.executable, "-c", "print(1)"], tmp_path / "w", tmp_path)
+    job = CommandJob([sys.executable, "-c", "print(1)"], tmp_path / "w", functools.partial(refresh_index, tmp_path))
     again = job.checkpoint()
     assert isinstance(again, submitit.helpers.DelayedSubmission)
     assert again.function.command == job.command and again.function.work_dir == job.work_dir
+    assert again.function.then == job.then and pickle.loads(pickle.dumps(job)).then.args == (tmp_path,)
 
 
 def test_pretrain_launcher_slurm_runs_through_submitit(demo_data: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""tools/run_transfer.sh suite: the plan, two checkpoints over all four tasks end to end, reuse, status."""
+"""tools/run_transfer.sh suite: the plan, one checkpoint over every task end to end, reuse, status."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ import pytest
 from transfer.cli import run_transfer
 from transfer.errors import UserError
 from transfer.suite.index import load_plan
-from transfer.suite.jobs import write_state
+from transfer.jobs import write_state
 from transfer.suite.plan import Protocol, parse_checkpoints, parse_protocols, parse_task_overrides, parse_trials
 from transfer.suite.status import status_text
+from transfer.tasks import TASKS
 
 from suite_helpers import SHRUNK, r18_checkpoint
 
@@ -20,7 +21,7 @@ from suite_helpers import SHRUNK, r18_checkpoint
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("weights")
-    return [r18_checkpoint(folder / "alpha.pth", 0), r18_checkpoint(folder / "beta.pth", 1)]
+    return [r18_checkpoint(folder / "alpha.pth", 0)]
 
 
 def test_protocols_trials_and_names(tmp_path: Path) -> None:
@@ -43,22 +44,29 @@ def test_protocols_trials_and_names(tmp_path: Path) -> None:
         parse_checkpoints([str(a), str(a)], None, [])
     with pytest.raises(UserError, match="does not exist"):
         parse_checkpoints([str(tmp_path / "missing.pth")], None, [])
-    overrides = parse_task_overrides(["voc:optim_wrapper.optimizer.lr=0.01", "seed_everything=1"])
+    overrides = parse_task_overrides(["voc:optim_wrapper.optimizer.lr=0.01", "seed_everything=1",
+                                      "coco_retinanet_1x:model.test_cfg.nms_pre=100"])
     assert overrides["voc"] == ["optim_wrapper.optimizer.lr=0.01", "seed_everything=1"]
-    assert overrides["linear"] == ["seed_everything=1"]
+    assert overrides["linear"] == ["seed_everything=1"] and overrides["coco_retinanet_1x"] == ["model.test_cfg.nms_pre=100"]
+    with pytest.raises(UserError, match="no detectron2 config"):
+        Protocol("coco", "retinanet_1x").config("detectron2")
 
 
-def test_suite_of_two_checkpoints_over_all_tasks(demo_data: Path, checkpoints: list[Path], tmp_path: Path,
+def test_suite_of_one_checkpoint_over_every_task(demo_data: Path, checkpoints: list[Path], tmp_path: Path,
                                                 capsys: pytest.CaptureFixture) -> None:
+    """Every task of `transfer.tasks` (COCO: its first config and RetinaNet) end to end through the suite."""
     out = tmp_path / "suite"
-    argv = ["suite", "--weights", str(checkpoints[0]), "--weights", str(checkpoints[1]), "--name", "ssa",
-            "--data-root", str(demo_data), "--trials", "voc=2", "--work-dir", str(out), *SHRUNK]
+    tasks = ",".join(["coco:c4_1x+retinanet_1x" if name == "coco" else name for name in TASKS])
+    argv = ["suite", "--weights", str(checkpoints[0]), "--name", "ssa", "--data-root", str(demo_data),
+            "--tasks", tasks, "--trials", "voc=2", "--work-dir", str(out), *SHRUNK]
     index = run_transfer(argv)
-    assert [row["label"] for row in index["rows"]] == ["ssa", "beta"]
-    for row in index["rows"]:
-        assert set(row["metrics"]) == {"linear", "voc", "coco", "cityscapes"}
-        for task, rel in row["metrics"].items():
-            assert json.loads((out / rel).read_text())["task"] == task
+    assert [row["label"] for row in index["rows"]] == ["ssa", "ssa (COCO RetinaNet 1x)"]
+    main, retinanet = index["rows"]
+    assert set(main["metrics"]) == {"linear", "voc", "coco", "cityscapes"} and set(retinanet["metrics"]) == {"coco"}
+    further = [name for name in TASKS if name not in main["metrics"]]
+    assert sorted(main.get("further", {})) == sorted(further)
+    for task, rel in [*main["metrics"].items(), *main.get("further", {}).items()]:
+        assert json.loads((out / rel).read_text())["task"] == task
     voc = json.loads((out / "runs" / "ssa" / "voc" / "metrics.json").read_text())
     assert len(voc["trials"]) == 2 and voc["seeds"] == [0, 1] and "AP_std" in voc["metrics"]
     trial_aps = [json.loads((out / "runs" / "ssa" / "voc" / f"trial{k}" / "metrics.json").read_text())
@@ -67,24 +75,27 @@ def test_suite_of_two_checkpoints_over_all_tasks(demo_data: Path, checkpoints: l
     table = (out / "benchmarks.md").read_text()
     # one row per checkpoint, each measured cell a link to its metrics.json, the published rows beside them
     assert re.search(r"\| ssa \|.*\]\(runs/ssa/voc/metrics.json\)", table)
-    assert "](runs/beta/cityscapes/metrics.json)" in table and "Published reference figures" in table
+    assert "](runs/ssa/cityscapes/metrics.json)" in table and "Published reference figures" in table
+    assert "](runs/ssa/coco_retinanet_1x/metrics.json)" in table
+    for name in further:  # the protocols outside the paper's table: their own section, linked
+        assert f"](runs/ssa/{name}/metrics.json)" in table.split("## Further protocols (measured)")[1]
     assert (out / "comparison.png").stat().st_size > 0
-    status = capsys.readouterr().out
-    assert "10/10 runs done" in status
+    runs = len(TASKS) + 2  # voc's second trial, coco's second config
+    assert f"{runs}/{runs} runs done" in capsys.readouterr().out
 
     # a finished suite runs nothing again
-    stamp = (out / "runs" / "beta" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns
+    stamp = (out / "runs" / "ssa" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns
     run_transfer(argv)
-    assert (out / "runs" / "beta" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns == stamp
+    assert (out / "runs" / "ssa" / "coco_c4_1x" / "metrics.json").stat().st_mtime_ns == stamp
 
     # a run whose process died shows as interrupted, and the next suite runs it again (resuming its work dir)
-    (out / "runs" / "beta" / "linear" / "metrics.json").unlink()
-    write_state(out / "runs" / "beta" / "linear", "running", pid=2**22 + 12345, host="here")
+    (out / "runs" / "ssa" / "linear" / "metrics.json").unlink()
+    write_state(out / "runs" / "ssa" / "linear", "running", pid=2**22 + 12345, host="here")
     plan, _ = load_plan(out)
     text = status_text(plan)
-    assert "interrupted beta/linear" in text and "9/10 runs done" in text
+    assert "interrupted ssa/linear" in text and f"{runs - 1}/{runs} runs done" in text
     run_transfer(argv)
-    assert (out / "runs" / "beta" / "linear" / "metrics.json").is_file()
+    assert (out / "runs" / "ssa" / "linear" / "metrics.json").is_file()
 
 
 def test_status_while_runs_are_missing(demo_data: Path, checkpoints: list[Path], tmp_path: Path) -> None:

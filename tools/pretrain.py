@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="typed config overrides, e.g. optim.lr=3e-2 loss.aggregation_weight=0 aggregation.rho=1.0 "
                              "(the key must exist in configs/pretrain/base.yaml and the value fit its type)")
-    from transfer.suite.slurm import add_slurm_flags, submit_pretrain
+    from transfer.slurm import add_slurm_flags, submit_pretrain
 
     args = add_slurm_flags(parser).parse_intermixed_args()
     if args.launcher == "slurm":  # the same command as a SLURM job, requeued (and resumed) on preemption

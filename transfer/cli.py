@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from transfer.errors import UserError
+from transfer.tasks import TASKS
 
 # mmengine imports pkg_resources, whose deprecation warning (setuptools >= 80.9) would precede every message
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated as an API", category=UserWarning)
@@ -27,13 +28,13 @@ def run_main(main: Callable[[], object]) -> None:
 
 
 def add_transfer_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The flags every transfer task of tools/run_transfer.sh takes (linear, voc, coco, cityscapes)."""
+    """The flags every transfer task of tools/run_transfer.sh takes (`transfer.tasks.TASKS`)."""
     parser.add_argument("--weights", help="backbone checkpoint: converted or any format tools/convert_ckpt.py reads"
                                           " (default: none, i.e. random init)")
     parser.add_argument("--data", help="dataset folder, or a root holding it (default: $DETECTRON2_DATASETS, data/)")
     parser.add_argument("--work-dir", help="where checkpoints, logs and metrics.json go (default: work_dirs/TASK)")
-    parser.add_argument("--backend", help="engine to run on (linear: torch; voc, coco: mmdet or detectron2; "
-                                          "cityscapes: mmseg; default: the first)")
+    parser.add_argument("--backend", help="engine to run on (" + "; ".join(
+        f"{name}: {' or '.join(task.backends)}" for name, task in TASKS.items()) + "; default: the first)")
     parser.add_argument("--config", help="config file to use instead of the task's protocol config")
     parser.add_argument("--gpus", type=int, default=None, help="GPUs to use, >= 0 (default: all visible; 0 = CPU)")
     parser.add_argument("--trials", type=int, default=1, help="runs with seeds SEED, SEED+1, ... (>= 1); "
@@ -68,21 +69,18 @@ def add_demo_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 # Each entry of tools/run_transfer.sh: its runner (`module:function`, called with the parsed flags; it
 # writes WORK_DIR/metrics.json or an index and returns the record) and its flags (None: the entry parses its
-# own command-line words).
+# own command-line words). The transfer tasks are `transfer.tasks.TASKS`.
 TRANSFER_TASKS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], argparse.ArgumentParser] | None]] = {
-    "linear": ("transfer.classification.runner:run", add_transfer_flags),
-    "voc": ("transfer.detection.runner:run", add_transfer_flags),
-    "coco": ("transfer.detection.runner:run", add_transfer_flags),
-    "cityscapes": ("transfer.segmentation.runner:run", add_transfer_flags),
+    **{name: (task.runner, add_transfer_flags) for name, task in TASKS.items()},
     "demo": ("transfer.demo:run", add_demo_flags),
     "suite": ("transfer.suite.cli:run", None),
 }
 
 
 def transfer_parser() -> argparse.ArgumentParser:
-    """The command line of a transfer task (linear, voc, coco, cityscapes): the task and its flags."""
+    """The command line of a transfer task (`transfer.tasks.TASKS`): the task and its flags."""
     parser = argparse.ArgumentParser(prog="run_transfer.sh", description="Fine-tune and evaluate a pretrained "
-                                     "backbone: linear, voc, coco, cityscapes.")
+                                     f"backbone: {', '.join(TASKS)}.")
     parser.add_argument("task", choices=[t for t, (_, flags) in TRANSFER_TASKS.items() if flags is add_transfer_flags])
     return add_transfer_flags(parser)
 
@@ -92,7 +90,7 @@ def run_transfer(argv: Sequence[str]) -> dict[str, Any]:
     argv = list(argv)
     if not argv or argv[0] not in TRANSFER_TASKS:
         top = argparse.ArgumentParser(prog="run_transfer.sh", description="Fine-tune and evaluate a pretrained "
-                                      "backbone (linear, voc, coco, cityscapes), run the whole demo, or the benchmark suite; "
+                                      f"backbone ({', '.join(TASKS)}), run the whole demo, or the benchmark suite; "
                                       "`run_transfer.sh TASK --help` lists a task's flags.")
         top.add_argument("task", choices=TRANSFER_TASKS)
         top.parse_args(argv[:1])  # prints the usage and exits 2 (or 0 for --help)

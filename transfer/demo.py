@@ -38,9 +38,11 @@ from transfer.engine.workdir import drop_checkpoints
 from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.overrides import check_range, coerce, parse_overrides
-from transfer.results import machine_info, summarize_trials, write_metrics
+from transfer.report.columns import TASKS as TABLE_TASKS
+from transfer.results import machine_info, write_average
+from transfer.tasks import TASKS as ALL_TASKS
 
-TASKS = ("linear", "voc", "coco", "cityscapes")
+TASKS = TABLE_TASKS  # the paper's four columns
 DEFAULT_ROWS = ("teacher", "seed", "ssa", "moco_v2", "random")  # the comparison; ROWS also has the others
 # `plan=methods`: the method comparison beside the demo (SSA, SEED, MoCo v2, the three ablations and SSA at
 # batch 32 vs 256), every row from the same teacher, data and budget, over 3 pretraining seeds
@@ -88,7 +90,7 @@ class DemoPlan:
     # transfer
     linear_iters: int = 300
     det_iters: int = 5               # an end-to-end check only: detection does not separate in the demo's budget
-                                     # (measured: `demo_report.SHORT_REASONS`, README)
+                                     # (measured: benchmarks/short_reasons.json, README)
     det_input: int = 128
     det_batch: int = 2               # total batch (the protocol's 16 is 8x the compute per iteration)
     det_lr: float = 0.02
@@ -316,7 +318,7 @@ def random_init(out: Path, arch: str, seed: int) -> Path:
 def transfer_task(task: str, weights: Path, work_dir: Path, data: dict[str, Path], plan: DemoPlan, seed: int,
                   args: argparse.Namespace) -> Path:
     """Run one task of tools/run_transfer.sh for one backbone (reused when it ran with the same settings)."""
-    fmt = {"linear": "imagefolder", "voc": "voc", "coco": "coco", "cityscapes": "cityscapes"}[task]
+    fmt = ALL_TASKS[task].data_format
     argv = [task, "--data", str(data[fmt]), "--work-dir", str(work_dir), "--seed", str(seed), "--weights", str(weights)]
     argv += ["--gpus", str(args.gpus)] if args.gpus is not None else []
     if task == "linear":
@@ -368,50 +370,41 @@ def aggregate(paths: list[Path], task: str, work_dir: Path) -> Path:
     """One metrics.json with the mean of each figure over seeds, `<name>_std` beside it, and every seed's figures."""
     if len(paths) == 1:
         return paths[0]
-    records = [json.loads(p.read_text()) for p in paths]
-    trials = [{k: v for k, v in r["metrics"].items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-              for r in records]
-    metrics: dict[str, Any] = {}
-    for name, summary in summarize_trials(trials).items():
-        metrics[name], metrics[f"{name}_std"] = summary["mean"], summary["std"]
-    return write_metrics(work_dir, task=task, backend=records[0]["backend"], metrics=metrics,
-                         config=records[0].get("config"), iterations=records[0].get("iterations"), trials=trials,
+    return write_average(work_dir, [json.loads(p.read_text()) for p in paths], task=task,
                          extra={"seeds": [str(p.parent.parent.name) for p in paths]})
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
-    from transfer.demo_report import SHORT_REASONS, chance_levels, separation
-    from transfer.report import make_benchmarks
-
-    plan = DemoPlan.from_overrides(list(args.overrides))
-    if args.seed is not None:
-        plan.seed = check_range("--seed", args.seed, 0)
-    verbose = plan.verbose or bool(getattr(args, "verbose", False))
-    out = Path(args.work_dir or "demo_out")
-    out.mkdir(parents=True, exist_ok=True)
-
+def rows_and_seeds(plan: DemoPlan) -> tuple[list[Row], list[Row], dict[str, list[int]]]:
+    """The rows asked for, the pretrainings they need (a student needs its teacher's), and each row's seeds."""
     selected = [ROW_BY_NAME[name] for name in plan.rows]
-    needed = {row.teacher for row in selected} | {row.name for row in selected}  # a student needs its teacher
+    needed = {row.teacher for row in selected} | {row.name for row in selected}
     pretrained = [row for row in ROWS if row.method is not None and row.name in needed and row.name != "teacher"]
     count = {"random": plan.random_seeds, "teacher": 1}  # one teacher: every student distils the same one
     seeds = {row.name: [plan.seed + k for k in range(count.get(row.name, plan.seeds))] for row in selected}
-    backbones = sum(len(s) for s in seeds.values())
-    total = COST["data"] + COST["teacher"] * ("teacher" in needed) + COST["report"] + \
-        COST["pretrain"] * plan.seeds * len(pretrained) + backbones * sum(stage_cost(t, plan) for t in plan.tasks)
-    console = Console(total, verbose=verbose)
-    console.say(f"plan {plan.plan}: rows {', '.join(plan.rows)}; tasks {', '.join(plan.tasks)}; "
-                f"{backbones} backbones; work dir {out} (each stage's output: its {LOG})")
+    if "teacher" in needed:
+        seeds.setdefault("teacher", [plan.seed])
+    return selected, pretrained, seeds
 
-    with console.stage("data", COST["data"], out / "data" / LOG):
-        data = make_data(out, plan, args.force)
+
+def demo_cost(plan: DemoPlan, selected: list[Row], pretrained: list[Row], seeds: dict[str, list[int]]) -> float:
+    """The whole demo's cost in the progress bar's units (`COST`)."""
+    backbones = sum(len(seeds[row.name]) for row in selected)
+    return COST["data"] + COST["teacher"] * ("teacher" in seeds) + COST["report"] + \
+        COST["pretrain"] * plan.seeds * len(pretrained) + backbones * sum(stage_cost(t, plan) for t in plan.tasks)
+
+
+def pretrain_rows(out: Path, data: dict[str, Path], plan: DemoPlan, pretrained: list[Row],
+                  seeds: dict[str, list[int]], console: Console, force: bool
+                  ) -> tuple[dict[tuple[str, int], Path], dict[str, list[dict[str, Any]]]]:
+    """Train the teacher (when a row needs it) and every pretrained row over its seeds: their backbones by
+    (row, seed) and their pretraining summaries by row."""
     checkpoints: dict[tuple[str, int], Path] = {}
     summaries: dict[str, list[dict[str, Any]]] = {}
-    if "teacher" in needed:
+    if "teacher" in seeds:
         with console.stage("pretrain teacher (supervised)", COST["teacher"], out / "pretrain" / "teacher" / LOG):
-            summary = train_teacher(out, data["imagefolder"], plan, args.force)
+            summary = train_teacher(out, data["imagefolder"], plan, force)
         summaries["teacher"] = [summary]
-        for seed in seeds.get("teacher", [plan.seed]):
+        for seed in seeds["teacher"]:
             checkpoints["teacher", seed] = out / summary["checkpoint"]
     teacher_ckpt = checkpoints.get(("teacher", plan.seed))
     for row in pretrained:
@@ -420,69 +413,106 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             teacher = teacher_ckpt if row.teacher == "teacher" else None
             name = f"pretrain {row.name}" + (f" seed {seed}" if plan.seeds > 1 else "")
             with console.stage(name, COST["pretrain"], work_dir / LOG):
-                summary = pretrain(row, work_dir, out, data["imagefolder"], plan, seed, teacher, args.force)
+                summary = pretrain(row, work_dir, out, data["imagefolder"], plan, seed, teacher, force)
             summaries.setdefault(row.name, []).append(summary)
             checkpoints[row.name, seed] = out / summary["checkpoint"]
+    return checkpoints, summaries
+
+
+def pretrain_summary(runs: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """A row's pretraining column: its one run, or the first of several seeds with the mean speed and time."""
+    if runs is None or len(runs) == 1:
+        return None if runs is None else runs[0]
+    summary = {**runs[0], "seeds": len(runs)}
+    for key in ("wall_time_s", "images_per_s"):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        summary[key] = round(statistics.fmean(values), 1) if values else None
+    return summary
+
+
+def transfer_row(row: Row, out: Path, data: dict[str, Path], plan: DemoPlan, seeds: list[int],
+                 checkpoints: dict[tuple[str, int], Path], summary: dict[str, Any] | None, console: Console,
+                 args: argparse.Namespace) -> dict[str, Any]:
+    """Run every task of the plan on a row's backbones (one per seed); returns the row of the index."""
+    metrics = {}
+    several = len(seeds) > 1
+    for task in plan.tasks:
+        paths = []
+        for seed in seeds:
+            work_dir = out / "runs" / row.name / (f"seed{seed}" if several else "") / task
+            name = f"{task} {row.name}" + (f" seed {seed}" if several else "")
+            with console.stage(name, stage_cost(task, plan), work_dir / LOG):
+                paths.append(transfer_task(task, checkpoints[row.name, seed], work_dir, data, plan, seed, args))
+        # over several seeds, the mean goes beside the seeds' runs (one seed is its own figure): a one-seed
+        # run of the same row (the default plan's, in the same work dir) keeps its runs/ROW/TASK/metrics.json
+        mean_dir = out / "runs" / row.name / f"mean{len(paths)}" / task
+        metrics[task] = str(aggregate(paths, task, mean_dir).relative_to(out))
+    record = {"method": row.method or "random", "name": row.name,
+              "label": row.label + (f" ({len(seeds)} seeds)" if several else ""),
+              "teacher": row.teacher, "pretrain": summary, "metrics": metrics}
+    # a row's own budget where it differs from the plan's (the table's pretraining column shows it)
+    own = {item.key: item.value for item in parse_overrides(list(row.overrides))}
+    budget = {key: own[f"train.{key}"] for key in ("epochs", "batch_size") if f"train.{key}" in own}
+    if row.name == "teacher":
+        budget = {"epochs": plan.teacher_epochs}
+    if budget:
+        record["budget"] = budget
+    if row.method is None:  # a random init is remade from its seed in a moment: not worth 45 MB a seed
+        for seed in seeds:
+            checkpoints[row.name, seed].unlink(missing_ok=True)
+    return record
+
+
+def write_report(out: Path, plan: DemoPlan, data: dict[str, Path], rows: list[dict[str, Any]], console: Console,
+                 args: argparse.Namespace) -> tuple[dict[str, Any], Path, Path]:
+    """The index (with chance levels and margins over random init), its table and plot: (index, its path, table)."""
+    from transfer.demo_report import chance_levels, separation, short_reasons
+    from transfer.report import new_index, publish_index
+
+    default = plan.plan == "demo" and tuple(plan.rows) == DEFAULT_ROWS
+    command = " ".join(["tools/run_transfer.sh demo", *(["--work-dir", str(out)] if args.work_dir else []),
+                        *args.overrides])
+    chance = chance_levels(data, plan.tasks)
+    index = new_index("procedural demo" + ("" if default else f" ({', '.join(plan.rows)})"),
+                      "make demo" if default and not args.work_dir and not args.overrides else command, rows,
+                      machine=machine_info(), procedural=True,
+                      budget={"arch": plan.arch, "epochs": plan.pretrain_epochs, "batch_size": plan.batch_size,
+                              "image_size": plan.cls_size, "images": plan.pretrain_images},
+                      plan=dataclasses.asdict(plan), stage_times_s=console.times, chance=chance,
+                      separation=separation(out, rows, chance, reasons=short_reasons(plan.plan)))
+    index_path = out / plan.index
+    # the default rows' table is benchmarks.md; another set of rows (index=NAME.json) gets NAME.md beside it
+    default_index = plan.index == "results.json"
+    table = out / ("benchmarks.md" if default_index else f"{Path(plan.index).stem}.md")
+    publish_index(index_path, index, table=table,
+                  plot=out / "comparison.png" if default_index else table.with_suffix(".png"))
+    return index, index_path, table
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the demo end to end and write WORK_DIR/results.json, WORK_DIR/benchmarks.md and its plot."""
+    plan = DemoPlan.from_overrides(list(args.overrides))
+    if args.seed is not None:
+        plan.seed = check_range("--seed", args.seed, 0)
+    out = Path(args.work_dir or "demo_out")
+    out.mkdir(parents=True, exist_ok=True)
+    selected, pretrained, seeds = rows_and_seeds(plan)
+    console = Console(demo_cost(plan, selected, pretrained, seeds),
+                      verbose=plan.verbose or bool(getattr(args, "verbose", False)))
+    console.say(f"plan {plan.plan}: rows {', '.join(plan.rows)}; tasks {', '.join(plan.tasks)}; "
+                f"{sum(len(seeds[row.name]) for row in selected)} backbones; work dir {out} "
+                f"(each stage's output: its {LOG})")
+    with console.stage("data", COST["data"], out / "data" / LOG):
+        data = make_data(out, plan, args.force)
+    checkpoints, summaries = pretrain_rows(out, data, plan, pretrained, seeds, console, args.force)
     for row in selected:
         if row.method is None:
             for seed in seeds[row.name]:
                 checkpoints[row.name, seed] = random_init(out, plan.arch, seed)
-
-    rows = []
-    for row in selected:
-        metrics = {}
-        for task in plan.tasks:
-            paths = []
-            for seed in seeds[row.name]:
-                several = len(seeds[row.name]) > 1
-                work_dir = out / "runs" / row.name / (f"seed{seed}" if several else "") / task
-                name = f"{task} {row.name}" + (f" seed {seed}" if several else "")
-                with console.stage(name, stage_cost(task, plan), work_dir / LOG):
-                    paths.append(transfer_task(task, checkpoints[row.name, seed], work_dir, data, plan, seed, args))
-            # over several seeds, the mean goes beside the seeds' runs (one seed is its own figure): a one-seed
-            # run of the same row (the default plan's, in the same work dir) keeps its runs/ROW/TASK/metrics.json
-            mean_dir = out / "runs" / row.name / f"mean{len(paths)}" / task
-            metrics[task] = str(aggregate(paths, task, mean_dir).relative_to(out))
-        runs = summaries.get(row.name)
-        summary = None if runs is None else {**runs[0], "seeds": len(runs)} if len(runs) > 1 else runs[0]
-        if summary is not None and len(runs) > 1:
-            for key in ("wall_time_s", "images_per_s"):
-                values = [r[key] for r in runs if r.get(key) is not None]
-                summary[key] = round(statistics.fmean(values), 1) if values else None
-        rows.append({"method": row.method or "random", "name": row.name,
-                     "label": row.label + (f" ({len(seeds[row.name])} seeds)" if len(seeds[row.name]) > 1 else ""),
-                     "teacher": row.teacher, "pretrain": summary, "metrics": metrics})
-        # a row's own budget where it differs from the plan's (the table's pretraining column shows it)
-        own = {item.key: item.value for item in parse_overrides(list(row.overrides))}
-        budget = {key: own[f"train.{key}"] for key in ("epochs", "batch_size") if f"train.{key}" in own}
-        if row.name == "teacher":
-            budget = {"epochs": plan.teacher_epochs}
-        if budget:
-            rows[-1]["budget"] = budget
-        if row.method is None:  # a random init is remade from its seed in a moment: not worth 45 MB a seed
-            for seed in seeds[row.name]:
-                checkpoints[row.name, seed].unlink(missing_ok=True)
-
+    rows = [transfer_row(row, out, data, plan, seeds[row.name], checkpoints, pretrain_summary(summaries.get(row.name)),
+                         console, args) for row in selected]
     with console.stage("report", COST["report"]):
-        default = plan.plan == "demo" and tuple(plan.rows) == DEFAULT_ROWS
-        command = " ".join(["tools/run_transfer.sh demo", *(["--work-dir", str(out)] if args.work_dir else []),
-                            *args.overrides])
-        index = {"schema": 1, "name": "procedural demo" + ("" if default else f" ({', '.join(plan.rows)})"),
-                 "command": "make demo" if default and not args.work_dir and not args.overrides else command,
-                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(), "procedural": True,
-                 "budget": {"arch": plan.arch, "epochs": plan.pretrain_epochs, "batch_size": plan.batch_size,
-                            "image_size": plan.cls_size, "images": plan.pretrain_images},
-                 "plan": dataclasses.asdict(plan), "stage_times_s": console.times, "rows": rows}
-        index["chance"] = chance_levels(data, plan.tasks)
-        index["separation"] = separation(out, rows, index["chance"], reasons=SHORT_REASONS[plan.plan])
-        index_path = out / plan.index
-        write_json(index_path, index)
-        # the default rows' table is benchmarks.md; another set of rows (index=NAME.json) gets NAME.md beside it
-        default_index = plan.index == "results.json"
-        table = out / ("benchmarks.md" if default_index else f"{Path(plan.index).stem}.md")
-        plot = out / "comparison.png" if default_index else table.with_suffix(".png")
-        make_benchmarks([index_path], out=table, plot=plot,
-                        command=f"tools/make_benchmarks.py --index {index_path}")
+        index, index_path, table = write_report(out, plan, data, rows, console, args)
     total_s = time.perf_counter() - console.start
     index["stage_times_s"], index["total_time_s"] = console.times, round(total_s, 1)
     write_json(index_path, index)

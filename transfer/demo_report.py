@@ -20,42 +20,16 @@ TARGETS = (("linear", "top1", "linear top-1", 10.0), ("linear", "knn_top1", "kNN
            ("cityscapes", "mIoU", "Cityscapes mIoU", 5.0))
 
 
-# Why a column does not separate, and what it would take: measured on the demo's data and plan (2-core AMD EPYC;
-# the README's measured demo). The table and the console print it under a column where a row falls short of its
-# target, so a short column is explained, not hidden.
-DEMO_REASONS = {
-    "voc": "detection learns too slowly for the demo's budget: the supervised teacher alone reached VOC AP50 2.3 "
-           "after 300 iterations (16 RoIs, batch 2; 5 min for that one run on 2 cores), so a 5-point margin needs "
-           "well over 300 iterations for each of the demo's 14 detectors: hours on 2 cores; AP50 is the mean over "
-           "VOC's 20 classes, as detectron2 reports it, and the scenes hold 5 of them, so +5 there is +20 on those 5; "
-           "the transfer benchmark (benchmarks/bench_transfer.py, 300 iterations) measures it at a longer budget",
-    "coco": "as for VOC: the same detector and budget (the transfer benchmark measures it at 300 iterations)",
-    "cityscapes": "the street scenes are learned from scratch about as fast as from a pretrained backbone: with "
-                  "lr 0.05, at 150 iterations (2.5x the demo's time per run) random init reached 16.0-16.5 mIoU "
-                  "(3 runs), the teacher 21.0 (+4.7), SEED 19.5 (+3.2), SSA 14.5 (-1.8); at 300 iterations random "
-                  "init (23.8) caught up with the teacher (23.2) and passed SSA (21.4): a longer budget did not "
-                  "separate it; that would need street classes a few hundred iterations from scratch cannot learn "
-                  "(not found)",
-}
-# plan=transfer (`benchmarks/bench_transfer.py`): measured from its archived run (benchmarks/runs/transfer/, 2965 s)
-TRANSFER_REASONS = {
-    "voc": "at 300 iterations (batch 2, 128 px, objects 0.15-0.4 of the shorter side, 48 test images) one "
-           "fine-tuning run is a lottery: random init over 3 seeds gave AP50 0.7-3.5 (classes present 2.8-13.8), the "
-           "pretrained rows 1.2-7.5 (4.9-29.9), one run each, and only SEED cleared the bar; every row clearing it "
-           "needs the runs' spread to fall: longer schedules (at 600 iterations on the demo's scenes the teacher "
-           "reached 31.0 AP50 over the classes present against random init's 24.6, one run each, 7.7 min a detector "
-           "on 2 cores) and 3 fine-tuning seeds per pretrained row: 24 detectors for VOC and COCO at 600 "
-           "iterations, about 3 hours on 2 cores (not run)",
-    "coco": "random init over 3 seeds gave box AP50 7.0-20.8 at 300 iterations (± 8.4), wider than any pretrained "
-            "row's margin (teacher 17.4, SEED 24.7, SSA 10.4, one run each), so the bar asks +16.8; it needs the "
-            "spread below 2.5: longer schedules and fine-tuning seeds, as for VOC (not run)",
-    "cityscapes": "random init is steady (10.8 ± 0.1 over 3 seeds at 150 iterations, 24 val images) but the teacher "
-                  "(+3.5) and SEED (+3.3) stay under +5 and SSA is below it (-1.2); at 300 iterations random init "
-                  "caught up with the teacher (23.8 against 23.2, the demo's plan, 8 val images), so a longer budget "
-                  "does not widen the margin: it needs street classes told apart by what the pretrained backbones "
-                  "learned, which these scenes' patterns are not enough for (not found)",
-}
-SHORT_REASONS = {"demo": DEMO_REASONS, "methods": DEMO_REASONS, "transfer": TRANSFER_REASONS}  # by plan
+# Why a column does not separate, and what it would take: measured on the demo's data and plans, kept as data beside
+# the archived runs (benchmarks/short_reasons.json, by plan; `methods` shares the demo's). The table and the console
+# print it under a column where a row falls short of its target, so a short column is explained, not hidden.
+REASONS_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "short_reasons.json"
+
+
+def short_reasons(plan: str) -> dict[str, str]:
+    """The measured reasons of `plan` (demo, methods, transfer), by task; {} when the file has none for it."""
+    reasons = json.loads(REASONS_FILE.read_text())
+    return reasons.get("demo" if plan == "methods" else plan, {})
 
 
 def cityscapes_chance(root: Path) -> float:
@@ -91,8 +65,8 @@ def chance_levels(data: dict[str, Path], tasks: tuple[str, ...]) -> dict[str, di
 def separation(out: Path, rows: list[dict[str, Any]], chance: dict[str, dict[str, float]],
                random: str = "random", reasons: dict[str, str] | None = None) -> dict[str, Any]:
     """Each pretrained row's margin over the `random` row per TARGETS quantity, and whether it counts; a column
-    where some row falls short carries its task's measured reason from `reasons` (one plan's SHORT_REASONS)."""
-    reasons = SHORT_REASONS["demo"] if reasons is None else reasons
+    where some row falls short carries its task's measured reason from `reasons` (`short_reasons(plan)`)."""
+    reasons = short_reasons("demo") if reasons is None else reasons
     by_name = {row["name"]: row for row in rows}
     if random not in by_name:
         return {"random": None, "quantities": []}

@@ -52,15 +52,17 @@ def folder_mode() -> int:
     return 0o777 & ~_umask()
 
 
-def _process_gone(pid: int) -> bool:
-    """True when no process `pid` runs on this host."""
+def pid_alive(pid: Any) -> bool:
+    """Whether a process of this id (an int) runs on this host; the one liveness check of the project."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # it runs, as another user
         return False
-    return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -83,7 +85,7 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
             old = now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER_S * (24 if is_dir else 1)
             if match:
                 pid = int(match["pid"])
-                stale = old or (match["host"] == _HOST and pid != os.getpid() and _process_gone(pid))
+                stale = old or (match["host"] == _HOST and pid != os.getpid() and not pid_alive(pid))
             else:
                 stale = old and not is_dir and _OLD_TEMPORARY.match(entry.name) is not None
             if stale and is_dir:
@@ -146,10 +148,15 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         raise
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write `text`, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from transfer.errors import UserError
+from transfer.results import is_number
 
 _BOOLS = {"true": True, "false": False}
 _NULLS = ("null", "none", "~")
@@ -125,10 +126,6 @@ def last_value(items: Iterable[str | Override], key: str) -> Any:
     return found
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _type_name(default: Any) -> str:
     if isinstance(default, bool):
         return "true or false"
@@ -137,7 +134,7 @@ def _type_name(default: Any) -> str:
     if isinstance(default, float):
         return "a number"
     if isinstance(default, (list, tuple)):
-        return "a list" + (" of numbers" if default and all(_is_number(v) for v in default) else "")
+        return "a list" + (" of numbers" if default and all(is_number(v) for v in default) else "")
     if isinstance(default, Mapping):
         return "a mapping or null"
     return f"a {type(default).__name__}"
@@ -164,7 +161,7 @@ def coerce(key: str, value: Any, default: Any, raw: str | None = None, label: st
             raise refuse()
         return value
     if isinstance(default, float):
-        if not _is_number(value):
+        if not is_number(value):
             raise refuse()
         return float(value)
     if isinstance(default, str):
@@ -176,7 +173,7 @@ def coerce(key: str, value: Any, default: Any, raw: str | None = None, label: st
             return None
         if not isinstance(value, (list, tuple)):
             raise refuse()
-        if default and all(_is_number(v) for v in default) and not all(_is_number(v) for v in value):
+        if default and all(is_number(v) for v in default) and not all(is_number(v) for v in value):
             raise refuse()
         return type(default)(value) if type(default) in (list, tuple) else value
     if isinstance(default, Mapping):
@@ -245,7 +242,7 @@ def check_range(name: str, value: Any, low: float | None = None, high: float | N
     if value is None:
         return None
     kind = "an integer" if integer else "a number"
-    ok = isinstance(value, int) if integer else _is_number(value)
+    ok = isinstance(value, int) if integer else is_number(value)
     too_low = low is not None and (value <= low if above else value < low) if ok else False
     if isinstance(value, bool) or not ok or too_low or (ok and high is not None and value > high):
         if low is None:

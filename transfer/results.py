@@ -65,15 +65,44 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in sys.argv)
 
 
+def is_number(value: Any) -> bool:
+    """True for an int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def summarize_trials(trials: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     """Mean and (sample) std of each metric over trials: {name: {"mean": .., "std": .., "n": ..}}."""
     out = {}
     for key in trials[0]:
-        values = [t[key] for t in trials if isinstance(t.get(key), (int, float))]
+        values = [t[key] for t in trials if is_number(t.get(key))]
         if values:
             out[key] = {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                         "n": len(values)}
     return out
+
+
+def average_trials(trials: list[dict[str, Any]]) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """(each trial's figures, their mean with `<name>_std` beside it when there are several trials).
+
+    A trial's figures are its numbers, less the `_std` of an average it may itself be.
+    The one averaging of the project: a run's trials, the suite's trials, the demo's seeds.
+    """
+    figures = [{k: v for k, v in t.items() if is_number(v) and not k.endswith("_std")} for t in trials]
+    summary = summarize_trials(figures)
+    metrics = {k: v["mean"] for k, v in summary.items()}
+    if len(figures) > 1:
+        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
+    return figures, metrics
+
+
+def write_average(work_dir: str | os.PathLike, records: list[dict[str, Any]], *, task: str,
+                  weights: str | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """WORK_DIR/metrics.json: the average of several runs' metrics.json records (`average_trials`), each run's
+    figures kept as its trials; config and iterations are the first run's."""
+    trials, metrics = average_trials([r["metrics"] for r in records])
+    return write_metrics(work_dir, task=task, backend=records[0].get("backend") or "?", metrics=metrics,
+                         config=records[0].get("config"), weights=weights, iterations=records[0].get("iterations"),
+                         trials=trials, extra=extra)
 
 
 def write_metrics(work_dir: str | os.PathLike, *, task: str, backend: str, metrics: dict[str, Any],

@@ -8,6 +8,7 @@ from typing import Any
 
 from transfer.checkpoint.reading import read_checkpoint
 from transfer.checkpoint.sources import flatten_tensors
+from transfer.config_tree import walk_paths
 from transfer.errors import UserError
 
 _DEEP_STEM_TYPES = ("ResNetV1c", "ResNetV1d")
@@ -16,15 +17,9 @@ _DEEP_STEM_KEYS = ("stem.0.weight", "conv1.0.weight")
 
 def _backbones(node: Any, where: str = "model") -> Iterator[tuple[str, Mapping]]:
     """Every dict under the model config whose `type` names a ResNet, with its dotted location."""
-    if isinstance(node, Mapping):
-        kind = str(node.get("type", ""))
-        if "ResNet" in kind.rsplit(".", 1)[-1]:
-            yield where, node
-        for key, value in node.items():
-            yield from _backbones(value, f"{where}.{key}")
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _backbones(value, f"{where}[{i}]")
+    for path, found in walk_paths(node, where):
+        if "ResNet" in str(found.get("type", "")).rsplit(".", 1)[-1]:
+            yield path, found
 
 
 def _pretrained(cfg: Mapping, backbone: Mapping) -> str | None:
@@ -83,12 +78,19 @@ def check_mmseg_backbone(config: str | os.PathLike | Mapping, checkpoint: str | 
             continue
         ckpt_deep = _has_deep_stem(ckpt)
         name = "the given checkpoint" if isinstance(ckpt, Mapping) else str(ckpt)
-        if deep and ckpt_deep is False:
-            warnings.append(f"{where}: type={kind} has a deep stem (3 convs) but {name} has the standard 7x7 stem, "
-                            "so the stem would stay randomly initialised (mmengine only logs the missing keys); "
-                            "use type='ResNet' with deep_stem=False, as the MoCo/DenseCL protocol does")
-        elif not deep and ckpt_deep is True:
-            warnings.append(f"{where}: type={kind} has the standard stem but {name} has a deep stem (ResNetV1c/d), "
-                            "so conv1 would stay randomly initialised; use a ResNetV1c backbone or a standard "
-                            "checkpoint")
+        mismatch = stem_mismatch(f"{where}: type={kind}", deep, name, ckpt_deep)
+        if mismatch:
+            warnings.append(mismatch)
     return warnings
+
+
+def stem_mismatch(backbone: str, deep: bool, checkpoint: str, checkpoint_deep: bool | None) -> str | None:
+    """The one message for a backbone and a checkpoint whose stems differ (None: they match, or cannot be told)."""
+    if deep and checkpoint_deep is False:
+        return (f"{backbone} has a deep stem (3 convs) but {checkpoint} has the standard 7x7 stem, so the stem "
+                "would stay randomly initialised (mmengine only logs the missing keys): use type='ResNet' with "
+                "deep_stem=False (not ResNetV1c/V1d), as the MoCo/DenseCL protocol does")
+    if not deep and checkpoint_deep is True:
+        return (f"{backbone} has the standard stem but {checkpoint} has a deep stem (ResNetV1c/d), so conv1 would "
+                "stay randomly initialised: use a ResNetV1c backbone or a standard-stem checkpoint")
+    return None

@@ -1,4 +1,5 @@
-"""Classification evaluation of a frozen backbone: linear probe (MoCo protocol) and weighted kNN."""
+"""Classification transfer of a backbone: linear probe (MoCo) and weighted kNN, VOC07 (low-shot) SVMs
+(Goyal et al.), many-shot logistic regression (Ericsson et al.), semi-supervised full fine-tuning (SimCLR subsets)."""
 from transfer.classification.knn import knn_accuracy, knn_predict
 from transfer.classification.linear import train_linear
 

@@ -21,10 +21,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from transfer.errors import UserError
-from transfer.fileio import atomic_path
+from transfer.classification.trial_state import load_trial_state, save_trial_state
 from transfer.distributed import Processes
-from transfer.rng import rng_state, sample_seed, set_rng_state
+from transfer.errors import UserError
+from transfer.rng import sample_seed
 
 STATE_FILE = "linear_last.pth"
 
@@ -151,28 +151,14 @@ def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: P
     fc = new_classifier(in_dim, num_classes).to(procs.device)
     optimizer = torch.optim.SGD(fc.parameters(), lr=lin["lr"], momentum=lin["momentum"],
                                 weight_decay=lin["weight_decay"])
-    state_path = work_dir / STATE_FILE
-    iteration = 0
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("identity") == identity:
-            fc.load_state_dict(state["fc"])
-            optimizer.load_state_dict(state["optimizer"])
-            iteration = int(state["iteration"])
-            if "rng" in state:
-                set_rng_state(state["rng"])  # the generators as the uninterrupted run had them here
-            say(f"resumed the linear probe from {state_path} at iteration {iteration}/{total}")
-        else:
-            say(f"{state_path} belongs to another run (other weights or settings): starting over")
+    state_path, parts = work_dir / STATE_FILE, {"fc": fc, "optimizer": optimizer}
+    iteration = load_trial_state(state_path, identity, parts, "the linear probe", total, say) if resume else 0
     net: nn.Module = fc
     if procs.world_size > 1:
         net = DistributedDataParallel(fc, device_ids=[procs.device.index] if procs.device.type == "cuda" else None)
 
     def save() -> None:
-        if procs.is_main:
-            with atomic_path(state_path) as tmp:
-                torch.save({"fc": fc.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                            "identity": identity, "rng": rng_state()}, tmp)
+        save_trial_state(state_path, identity, parts, iteration, procs)
 
     eval_every = int(lin.get("eval_every") or 0)
     start_time, start_iter = time.perf_counter(), iteration

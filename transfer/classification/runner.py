@@ -16,22 +16,20 @@ import torch
 from torchvision.datasets import ImageFolder
 
 from transfer.classification import linear
-from transfer.classification.features import extract_features, load_frozen_backbone
+from transfer.classification.adapter import CONFIGS, TorchAdapter, load_protocol_config
+from transfer.classification.features import extract_features
 from transfer.classification.knn import knn_accuracy
-from transfer.classification.transforms import eval_resize, train_transform, val_transform
+from transfer.classification.transforms import train_transform, val_transform
 from transfer.data import check_command, image_loader
-from transfer.distributed import close_processes, init_processes
-from transfer.engine.config import read_yaml_config
-from transfer.engine.runner import Adapter, Run, run_task, say
+from transfer.engine.runner import Run, run_task, say
 from transfer.errors import UserError
 from transfer.fileio import sha256_file
-from transfer.overrides import Override, apply_overrides
+from transfer.overrides import Override
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO / "configs" / "classification" / "linear_moco.yaml"
+DEFAULT_CONFIG = CONFIGS / "linear_moco.yaml"
 
 
-class _FolderWithClasses(ImageFolder):
+class FolderWithClasses(ImageFolder):
     """An ImageFolder split that uses the train split's class indices (val may lack some classes)."""
 
     def __init__(self, root: str, class_to_idx: dict[str, int], transform: Any, loader: Any):
@@ -46,68 +44,31 @@ class _FolderWithClasses(ImageFolder):
 def load_linear_config(path: str | os.PathLike | None, overrides: Sequence[str | Override],
                        input_size: int | None) -> dict[str, Any]:
     """The protocol config (or `path`), typed key=value overrides, `--input-size S` (crop S, resize S*256/224)."""
-    cfg = apply_overrides(read_yaml_config(path or DEFAULT_CONFIG), overrides)
-    if input_size is not None:
-        cfg["linear"]["crop_size"] = int(input_size)
-        cfg["linear"]["resize_size"] = eval_resize(int(input_size))
-    return cfg
+    return load_protocol_config(path or DEFAULT_CONFIG, overrides, input_size, "linear")
 
 
-class LinearAdapter(Adapter):
+class LinearAdapter(TorchAdapter):
     """The frozen backbone's features, kNN once, and one linear probe per trial, in torch (gloo/NCCL under torchrun)."""
 
-    backend = "torch"
-    backends = ("torch",)
     data_format = "imagefolder"
-    weights_format = None  # the backbone is read from any checkpoint format directly
-    cpu_distributed = True
 
     def __init__(self, task: str = "linear"):
-        super().__init__(task)
-        self.state: dict[str, Any] | None = None
-        self.max_iters: int | None = None
+        super().__init__(task, DEFAULT_CONFIG, "linear")
 
-    def default_config(self) -> Path:
-        """configs/classification/linear_moco.yaml."""
-        return DEFAULT_CONFIG
-
-    def setup(self, run: Run) -> None:
-        """Join torchrun's process group, if any."""
-        self.procs = init_processes(use_gpu=run.gpus > 0)
-
-    def teardown(self) -> None:
-        """Leave the process group."""
-        close_processes()
-
-    def check_overrides(self, config_path: Path, overrides: list[Override]) -> None:
-        """The config file loads and takes the overrides."""
-        load_linear_config(config_path, overrides, None)
-
-    def build_config(self, config_path: Path, run: Run) -> dict[str, Any]:
-        """The linear config; on the first trial also the backbone, datasets, features and kNN the trials share."""
-        cfg = load_linear_config(config_path, run.overrides, run.args.input_size)
-        self.max_iters = run.args.max_iters
-        if self.state is None:
-            self.state = self._prepare(cfg, run)
-        run.notes += self.state["notes"]
-        return cfg
-
-    def _prepare(self, cfg: dict[str, Any], run: Run) -> dict[str, Any]:
+    def prepare(self, cfg: dict[str, Any], run: Run) -> dict[str, Any]:
         """Backbone, datasets, features and kNN: what every trial shares."""
         procs, lin = self.procs, cfg["linear"]
-        amp = procs.device.type == "cuda"
-        backbone, info = load_frozen_backbone(run.weights, cfg["model"]["arch"])
-        backbone.to(procs.device)
-        if amp:
-            backbone.to(memory_format=torch.channels_last)
-        run.arch = info["arch"]
+        backbone, info, amp = self.frozen_backbone(run, cfg["model"]["arch"])
         crop, resize = lin["crop_size"], lin["resize_size"]
         root = run.data_root
+        if not (root / "val").is_dir():
+            raise UserError(f"{root / 'val'} does not exist: the linear probe is tested on the val split "
+                            f"(expected {root}/val/<class>/<image>)")
         load = image_loader(check_command("imagefolder", root))  # a bad image mid-run: one line naming the file
         train_aug = ImageFolder(str(root / "train"), transform=train_transform(crop), loader=load)
         classes = train_aug.class_to_idx
-        train_plain = _FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize), load)
-        val_set = _FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize), load)
+        train_plain = FolderWithClasses(str(root / "train"), classes, val_transform(crop, resize), load)
+        val_set = FolderWithClasses(str(root / "val"), classes, val_transform(crop, resize), load)
         notes = [f"linear probe of {info['arch']} from {run.args.weights or 'random init'} ({info.get('source')}); "
                  f"{len(train_aug)} train / {len(val_set)} val images, {len(classes)} classes, crop {crop} "
                  f"(resize {resize}); "

@@ -18,9 +18,12 @@ def train_transform(crop: int) -> T.Compose:
     return T.Compose([T.RandomResizedCrop(crop, antialias=True), T.RandomHorizontalFlip(), *_to_normalized_tensor()])
 
 
-def val_transform(crop: int, resize: int) -> T.Compose:
-    """Resize(resize) of the shorter side + CenterCrop(crop): 256 / 224 in the protocol."""
-    return T.Compose([T.Resize(resize, antialias=True), T.CenterCrop(crop), *_to_normalized_tensor()])
+def val_transform(crop: int, resize: int, interpolation: str = "bilinear") -> T.Compose:
+    """Resize(resize) of the shorter side + CenterCrop(crop): 256 / 224 in the protocol (`interpolation`:
+    bilinear, torchvision's default, or bicubic, as Ericsson et al.'s many-shot features)."""
+    mode = T.InterpolationMode(interpolation)
+    return T.Compose([T.Resize(resize, interpolation=mode, antialias=True), T.CenterCrop(crop),
+                      *_to_normalized_tensor()])
 
 
 def eval_resize(crop: int) -> int:

@@ -2,7 +2,9 @@
 
 Label maps use the real Cityscapes label ids (`*_gtFine_labelIds.png`, what the
 official evaluation reads) and the 19 train ids with 255 for ignore
-(`*_gtFine_labelTrainIds.png`, what mmseg's `CityscapesDataset` reads).
+(`*_gtFine_labelTrainIds.png`, what mmseg's `CityscapesDataset` reads); instance maps
+(`*_gtFine_instanceIds.png`) and the COCO-style `annotations/instancesonly_filtered_gtFine_*.json` that mmdet's
+`CityscapesDataset` reads (`transfer.detection.cityscapes_instances`).
 """
 from __future__ import annotations
 
@@ -59,6 +61,11 @@ def write_cityscapes(root: str | Path, seed: int, num_train: int, num_val: int,
             Image.fromarray(label_ids).save(gt_dir / f"{stem}{LABEL_SUFFIX}")
             Image.fromarray(label_ids_to_train_ids(label_ids)).save(gt_dir / f"{stem}{TRAIN_SUFFIX}")
             Image.fromarray(instance_ids.astype(np.uint16)).save(gt_dir / f"{stem}_gtFine_instanceIds.png")
+    # and what `tools/prepare_cityscapes.py --instances` makes of the instanceIds maps for the instance task, as the
+    # labelTrainIds maps above are what it makes for the semantic one (mmdet's converter: imported only here)
+    from transfer.detection.cityscapes_instances import write_instance_annotations
+
+    write_instance_annotations(root)
     return root
 
 

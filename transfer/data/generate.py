@@ -1,4 +1,4 @@
-"""Write every procedural dataset (COCO, VOC, Cityscapes, ImageFolder) under one folder."""
+"""Write every procedural dataset (COCO, VOC, VOC12aug, Cityscapes, ImageFolder) under one folder."""
 from __future__ import annotations
 
 import json
@@ -9,15 +9,16 @@ from transfer.data.coco import write_coco
 from transfer.data.imagefolder import write_imagefolder
 from transfer.data.objects import write_object_images
 from transfer.data.scenes import FILLS, OBJECT_SCALE, STREET_FILLS
-from transfer.data.voc import write_voc
+from transfer.data.voc import write_voc, write_voc12aug
 from transfer.errors import UserError
 from transfer.fileio import atomic_folder
 
-FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder")
+FORMATS: tuple[str, ...] = ("coco", "voc", "cityscapes", "imagefolder", "voc12aug")
 MANIFEST = "generated.json"  # what made a folder; equal parameters mean it can be reused
 # The real datasets' image sizes (width, height), for preflights at full size (`make_demo_data.py --full-size`);
 # ImageNet's average is about 500x375, the ImageFolder writer makes squares.
-FULL_SIZES = {"coco": (640, 480), "voc": (500, 375), "cityscapes": (2048, 1024), "imagefolder": (500, 500)}
+FULL_SIZES = {"coco": (640, 480), "voc": (500, 375), "cityscapes": (2048, 1024), "imagefolder": (500, 500),
+              "voc12aug": (500, 375)}
 
 
 def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
@@ -29,10 +30,11 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
     `num_images` train images and `num_val` val/test images (default a quarter,
     at least 8); `image_size` is (width, height). ImageFolder's `kind`: `shapes`
     (default), `patterns` or `objects` (one large shape per image, `objects.py`);
-    VOC's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6), and
+    VOC's, VOC12aug's and COCO's `objects`: (fewest, most) shapes per scene (default 2-6), and
     their `fill`: `solid` (default), `texture` or `pattern` (`scenes.render_objects`); Cityscapes'
-    `fill`: `texture` (default) or `pattern` (`scenes.render_street`); VOC's and COCO's `object_scale`: a shape's
-    (smallest, largest) radius over the image's shorter side (default `scenes.OBJECT_SCALE`). An
+    `fill`: `texture` (default) or `pattern` (`scenes.render_street`); VOC's, VOC12aug's and COCO's
+    `object_scale`: a shape's (smallest, largest) radius over the image's shorter side (default
+    `scenes.OBJECT_SCALE`). VOC12aug's train images go half to train.txt, half to aug.txt. An
     existing `out` made with the same parameters is reused; a different one is an
     error unless `overwrite`.
     """
@@ -42,13 +44,16 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
         raise UserError(f"--num-images must be at least 1 (got {num_images}, val {num_val})")
     out = Path(out)
     num_val = max(8, num_images // 4) if num_val is None else num_val
-    default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64)}[fmt]
+    if fmt == "voc12aug" and num_images < 2:
+        raise UserError(f"voc12aug needs --num-images >= 2 (half go to train.txt, half to aug.txt; got {num_images})")
+    default_size = {"coco": (320, 240), "voc": (320, 240), "cityscapes": (256, 128), "imagefolder": (64, 64),
+                    "voc12aug": (320, 240)}[fmt]
     size = tuple(image_size or default_size)
     params = {"format": fmt, "seed": seed, "num_images": num_images, "num_val": num_val, "image_size": list(size)}
     if kind is not None and fmt != "imagefolder" or (objects, object_scale) != (None, None) and \
-            fmt not in ("voc", "coco") or fill is not None and fmt == "imagefolder":
-        raise UserError(f"{fmt}: kind= is for imagefolder, objects= and object_scale= for voc and coco, fill= for "
-                        "voc, coco and cityscapes")
+            fmt not in ("voc", "voc12aug", "coco") or fill is not None and fmt == "imagefolder":
+        raise UserError(f"{fmt}: kind= is for imagefolder, objects= and object_scale= for voc and coco (and "
+                        "voc12aug), fill= for voc, voc12aug, coco and cityscapes")
     fills = STREET_FILLS if fmt == "cityscapes" else FILLS
     if fill not in (None, *fills):
         raise UserError(f"unknown {fmt} fill {fill!r}; expected one of {', '.join(fills)}")
@@ -80,6 +85,8 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
             write_coco(tmp, seed, num_images, num_val, size, **scene)
         elif fmt == "voc":
             write_voc(tmp, seed, num_images, num_val, size, **scene)
+        elif fmt == "voc12aug":
+            write_voc12aug(tmp, seed, num_images, num_val, size, **scene)
         elif fmt == "cityscapes":
             write_cityscapes(tmp, seed, num_images, num_val, size, **scene)
         elif kind == "objects":
@@ -93,7 +100,7 @@ def make_dataset(fmt: str, out: str | Path, seed: int = 0, num_images: int = 64,
 def make_demo_data(out: str | Path, seed: int = 0, num_images: int = 64, num_val: int | None = None,
                    formats: tuple[str, ...] = FORMATS, overwrite: bool = False,
                    image_sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, Path]:
-    """Write `out/coco`, `out/voc`, `out/cityscapes` and `out/imagefolder`; returns the folders by format.
+    """Write `out/<format>` for each of `formats` (coco, voc, cityscapes, imagefolder, voc12aug); returns them.
 
     `image_sizes` maps a format to its (width, height) (e.g. FULL_SIZES); the others keep their small default.
     """

@@ -7,14 +7,18 @@ from pathlib import Path
 from transfer.data.cityscapes import check_cityscapes
 from transfer.data.coco import check_coco
 from transfer.data.imagefolder import check_imagefolder
-from transfer.data.voc import check_voc
+from transfer.data.voc import check_voc, check_voc12aug
 from transfer.errors import UserError
 
-# What marks a dataset folder of each format, and the sub-folder names the engines use for it.
-_MARKER = {"coco": "annotations", "voc": "VOC2007", "cityscapes": "leftImg8bit", "imagefolder": "train"}
+# What marks a dataset folder of each format, and the sub-folder names the engines use for it. VOC12aug's
+# folder is VOC2012 itself (mmseg's data_root): --data may name it, the VOCdevkit folder or a root holding that.
+_MARKER = {"coco": "annotations", "voc": "VOC2007", "cityscapes": "leftImg8bit", "imagefolder": "train",
+           "voc12aug": "ImageSets/Segmentation"}
 _SUBDIRS = {"coco": ("coco",), "voc": ("voc", "VOCdevkit"), "cityscapes": ("cityscapes",),
-            "imagefolder": ("imagefolder", "imagenet")}
-_CHECKS = {"coco": check_coco, "voc": check_voc, "cityscapes": check_cityscapes, "imagefolder": check_imagefolder}
+            "imagefolder": ("imagefolder", "imagenet"),
+            "voc12aug": ("VOC2012", "VOCdevkit/VOC2012", "voc12aug/VOC2012")}
+_CHECKS = {"coco": check_coco, "voc": check_voc, "cityscapes": check_cityscapes, "imagefolder": check_imagefolder,
+           "voc12aug": check_voc12aug}
 
 
 def default_roots() -> list[Path]:

@@ -119,12 +119,12 @@ def shorten_schedule(cfg: Any, max_iters: int) -> str | None:
 
 
 def set_input_size(cfg: Any, size: int) -> str:
-    """Scale the train and test sizes by size / 800 (test shorter side = `size`), every setting in input pixels
-    with them (PIXEL_SETTINGS) and, below 800, the per-image region counts with the image area (down to a floor),
-    as for mmdet; returns a note."""
+    """Scale the train and test sizes by size / MIN_SIZE_TEST (800; Cityscapes 1024: the test shorter side becomes
+    `size`), every setting in input pixels with them (PIXEL_SETTINGS) and, below that, the per-image region counts
+    with the image area (down to a floor), as for mmdet; returns a note."""
     if size < 32:
         raise UserError(f"--input-size must be at least 32 (got {size})")
-    factor = size / REFERENCE_SIZE
+    factor = size / (cfg.INPUT.MIN_SIZE_TEST or REFERENCE_SIZE)  # MIN_SIZE_TEST 0: no resize at test time
     cfg.INPUT.MIN_SIZE_TRAIN = tuple(dict.fromkeys(max(1, round(s * factor)) for s in cfg.INPUT.MIN_SIZE_TRAIN))
     cfg.INPUT.MAX_SIZE_TRAIN = max(1, round(cfg.INPUT.MAX_SIZE_TRAIN * factor))
     cfg.INPUT.MIN_SIZE_TEST = max(1, round(cfg.INPUT.MIN_SIZE_TEST * factor))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,49 +11,49 @@ from mmengine.config import Config, ConfigDict
 
 from transfer.checkpoint.fit import StateDictFit, state_dict_fit
 from transfer.checkpoint.resnet import STAGE_CHANNELS  # output channels of res2..res5 by depth
+from transfer.config_tree import walk, walk_paths
+from transfer.detection.cityscapes_instances import require_annotations
 from transfer.detection.shrink import (REFERENCE_SIZE, numbers_text, precise_bn_iters, region_count,
                                       scaled_length, scaled_lengths)
 from transfer.errors import UserError
 
-DATASET_TYPES = ("VOCDataset", "CocoDataset")
-
-
-def walk(node: Any) -> Iterator[dict]:
-    """Every dict inside a config (depth first), the node itself included."""
-    for _, found in walk_paths(node):
-        yield found
-
-
-def walk_paths(node: Any, path: str = "") -> Iterator[tuple[str, dict]]:
-    """(dotted path, dict) of every dict inside a config (depth first), the node itself included;
-    list items are numbered (`custom_hooks.0`)."""
-    if isinstance(node, dict):
-        yield path, node
-        for key, value in node.items():
-            yield from walk_paths(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            yield from walk_paths(value, f"{path}.{index}" if path else str(index))
-
-
-def _root_dict(cfg: Config) -> dict:
-    """The top-level nodes of a Config (the same, mutable objects) as a dict, for `walk`."""
-    return {key: cfg[key] for key in cfg} if isinstance(cfg, Config) else cfg
+DATASET_TYPES = ("VOCDataset", "CocoDataset", "CityscapesDataset")
+CITYSCAPES_METRICS = ("CityScapesMetric", "CityscapesAPMetric")  # mmdet's and ours (percent, no files left)
 
 
 def set_data_root(cfg: Config, root: Path) -> None:
-    """Point every VOC/COCO dataset of the config, and the COCO evaluators' annotation files, at `root`."""
+    """Point every VOC/COCO/Cityscapes dataset of the config, the COCO evaluators' annotation files and the
+    Cityscapes evaluators' ground truth at `root`; a Cityscapes dataset's missing annotation file is a UserError
+    naming the command that makes it."""
     data_root = str(root).rstrip("/") + "/"
+    old_root = cfg.get("data_root")
     cfg.data_root = data_root
-    for node in walk(_root_dict(cfg)):
+    cityscapes_anns = []
+    for node in walk(cfg):
         if node.get("type") in DATASET_TYPES:
             node["data_root"] = data_root
+            if node["type"] == "CityscapesDataset" and node.get("ann_file"):
+                cityscapes_anns.append(Path(data_root) / node["ann_file"])
     test_ann = cfg.test_dataloader.dataset.get("ann_file")
     for name in ("val_evaluator", "test_evaluator"):
         evaluator = cfg.get(name)
         for node in walk(evaluator):
             if "ann_file" in node and test_ann:
                 node["ann_file"] = data_root + test_ann
+            # the Cityscapes evaluation's gtFine/val, written in the config as data_root + 'gtFine/val'
+            prefix = node.get("seg_prefix")
+            if isinstance(prefix, str) and old_root and prefix.startswith(old_root):
+                node["seg_prefix"] = data_root + prefix[len(old_root):]
+    require_annotations(dict.fromkeys(cityscapes_anns), root)
+
+
+def set_evaluation_dir(cfg: Config, folder: Path) -> None:
+    """Write the Cityscapes evaluation's files (a PNG per predicted instance) under `folder`, not the config's
+    path relative to wherever the run was started."""
+    for name in ("val_evaluator", "test_evaluator"):
+        for node in walk(cfg.get(name)):
+            if node.get("type") in CITYSCAPES_METRICS:
+                node["outfile_prefix"] = str(folder)
 
 
 def set_backbone_depth(cfg: Config, depth: int) -> str | None:
@@ -189,38 +189,47 @@ def scale_pixel_settings(cfg: Config, factor: float) -> list[str]:
     return changes
 
 
+def protocol_test_side(cfg: Config) -> int:
+    """The shorter side of the test images in the protocol (its test Resize: 800 for VOC and COCO, 1024 for
+    Cityscapes); REFERENCE_SIZE when the test pipeline has no fixed resize."""
+    sides = [min(node["scale"]) for node in walk(cfg.get("test_dataloader"))
+             if node.get("type") == "Resize" and node.get("scale") is not None]
+    return min(sides) if sides else REFERENCE_SIZE
+
+
 def set_input_size(cfg: Config, size: int) -> str:
     """Shrink a run's geometry to shorter side `size` (for the CPU and tests); returns a note.
 
-    Every resize of the train and test pipelines scales by size / 800, so the test
-    shorter side becomes `size` and the multi-scale training range keeps its
-    proportions (VOC 480..800 -> 0.6*size..size), as do the 1333 long-side caps.
+    Every resize of the train and test pipelines scales by size / the protocol's test
+    shorter side (`protocol_test_side`: 800, Cityscapes 1024), so the test shorter side
+    becomes `size` and the multi-scale training range keeps its proportions (VOC
+    480..800 -> 0.6*size..size), as do the long-side caps (1333, Cityscapes 2048).
     Every setting of the model in input pixels scales by the same factor
     (`PIXEL_SETTINGS`: anchor sizes, minimum proposal size, FPN level box size), so the
-    shrunk run is the protocol at a smaller size. Below 800 the per-image region counts
-    (proposals kept, RoIs sampled) shrink with the image area, down to a floor
+    shrunk run is the protocol at a smaller size. Below the protocol's size the per-image
+    region counts (proposals kept, RoIs sampled) shrink with the image area, down to a floor
     (`transfer.detection.shrink.region_count`).
     """
     if size < 32:
         raise UserError(f"--input-size must be at least 32 (got {size})")
-    factor = size / REFERENCE_SIZE
+    factor = size / protocol_test_side(cfg)
     train_sides, test_sides = set(), set()
     # Every resize of the whole config, not only the dataloaders' pipelines: the top-level
     # train_pipeline/test_pipeline are what mmdet's inference API reads from the dumped config.
-    seen = set()
-    for name, section in _root_dict(cfg).items():
-        for node in walk(section):
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            kind = node.get("type")
-            if kind == "RandomChoiceResize":
-                scales = list(dict.fromkeys(_scaled(s, factor) for s in node["scales"]))
-                node["scales"] = scales
-                train_sides.update(min(s) for s in scales)
-            elif kind == "Resize" and node.get("scale") is not None:
-                node["scale"] = _scaled(node["scale"], factor)
-                (train_sides if name.startswith("train") else test_sides).add(min(node["scale"]))
+    for path, node in walk_paths(cfg):
+        kind = node.get("type")
+        if kind == "RandomChoiceResize":
+            scales = list(dict.fromkeys(_scaled(s, factor) for s in node["scales"]))
+            node["scales"] = scales
+            train_sides.update(min(s) for s in scales)
+        elif kind == "RandomResize" and node.get("scale") is not None:  # mmdet's Cityscapes: a range of scales
+            ranged = isinstance(node["scale"][0], (list, tuple))
+            scales = [_scaled(s, factor) for s in node["scale"]] if ranged else [_scaled(node["scale"], factor)]
+            node["scale"] = scales if ranged else scales[0]
+            train_sides.update(min(s) for s in scales)
+        elif kind == "Resize" and node.get("scale") is not None:
+            node["scale"] = _scaled(node["scale"], factor)
+            (train_sides if path.startswith("train") else test_sides).add(min(node["scale"]))
     train = f"{min(train_sides)}..{max(train_sides)}" if train_sides else "-"
     test = ", ".join(str(s) for s in sorted(test_sides)) or "-"
     note = f"--input-size {size}: image scales x{factor:.3g}, shorter side {train} for training, {test} for testing"

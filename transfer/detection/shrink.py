@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-REFERENCE_SIZE = 800  # MIN_SIZE_TEST of the protocols: --input-size S scales every image size by S / 800
+# MIN_SIZE_TEST of the VOC and COCO protocols: --input-size S scales every image size by S / the protocol's test
+# shorter side (this, or Cityscapes' 1024), so that the test images' shorter side becomes S
+REFERENCE_SIZE = 800
 
 
 def region_count(old: int, factor: float, floor: int) -> int:

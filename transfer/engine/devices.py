@@ -5,23 +5,17 @@ from typing import Any
 
 from mmengine.config import Config, ConfigDict
 
+from transfer.config_tree import walk
 from transfer.errors import UserError
 
 
 def replace_syncbn(node: Any) -> int:
     """Replace every `type='SyncBN'` norm config by `BN` in place (one process has nothing to sync); returns the count."""
     count = 0
-    if isinstance(node, Config):  # not a dict: its values are the config's top-level (mutable) nodes
-        return sum(replace_syncbn(node[key]) for key in node)
-    if isinstance(node, dict):
-        if node.get("type") == "SyncBN":
-            node["type"] = "BN"
+    for found in walk(node):
+        if found.get("type") == "SyncBN":
+            found["type"] = "BN"
             count += 1
-        for value in node.values():
-            count += replace_syncbn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            count += replace_syncbn(value)
     return count
 
 

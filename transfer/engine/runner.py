@@ -22,7 +22,7 @@ from transfer.engine.launch import is_main_process, relaunch_with_torchrun, unde
 from transfer.engine.workdir import claim_work_dir, check_output_path
 from transfer.errors import UserError
 from transfer.overrides import Override, check_range, overrides_text, parse_overrides
-from transfer.results import METRICS_FILE, summarize_trials, write_metrics
+from transfer.results import METRICS_FILE, average_trials, write_metrics
 
 MAX_INPUT_SIZE = 4096
 # The top-level keys of every metrics.json (README, "metrics.json"), whatever the task and engine.
@@ -214,10 +214,7 @@ def _trials(args: argparse.Namespace, adapter: Adapter, run: Run, config_path: P
         trials.append(adapter.run_trial(cfg, run, trial_dir, args.seed + trial, resume))
         say(f"trial {trial + 1}/{args.trials} done: " + ", ".join(f"{k} {v:.2f}" for k, v in trials[-1].items()))
 
-    summary = summarize_trials(trials)
-    metrics = {k: v["mean"] for k, v in summary.items()}
-    if args.trials > 1:
-        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
+    trials, metrics = average_trials(trials)
     if not is_main_process():
         return {"metrics": metrics}
     path = write_metrics(run.work_dir, task=run.task, backend=adapter.backend, metrics=metrics,

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from transfer.errors import UserError
+from transfer.fileio import pid_alive
 
 LOCK_FILE = ".transfer.lock"
 
@@ -23,16 +24,6 @@ def check_output_path(path: Path, flag: str) -> None:
             if not parent.is_dir():
                 raise UserError(f"{flag} {path}: {parent} is a file, not a folder")
             break
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def _read_lock(path: Path) -> tuple[int | None, str, str]:
@@ -53,7 +44,7 @@ def acquire_lock(folder: Path) -> Path:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             pid, host, since = _read_lock(lock)
-            if pid is not None and host == socket.gethostname() and not _alive(pid):
+            if pid is not None and host == socket.gethostname() and not pid_alive(pid):
                 lock.unlink(missing_ok=True)  # stale: its run died without releasing it
                 continue
             if pid is None and time.time() - lock.stat().st_mtime > 60:

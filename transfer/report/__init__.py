@@ -9,6 +9,7 @@ One concept per file:
 - `plot`: the comparison PNG;
 - `markdown`: the document; `generate`: validate everything, then write.
 """
-from transfer.report.generate import make_benchmarks
+from transfer.report.generate import make_benchmarks, publish_index
+from transfer.report.runs import new_index
 
-__all__ = ["make_benchmarks"]
+__all__ = ["make_benchmarks", "new_index", "publish_index"]

@@ -10,11 +10,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from transfer.results import is_number
+
 DASH = "—"
 NOT_RUN = "not run"
 
 # The tasks of tools/run_transfer.sh, in the paper's column order.
-TASKS = ("linear", "voc", "coco", "cityscapes")
+TASKS = ("linear", "voc", "coco", "cityscapes")  # of `transfer.tasks.TASKS`, those the paper's table has
 
 # The metric a task's metrics.json must hold for its row to be shown (one of them).
 REQUIRED_METRICS = {"linear": ("top1", "knn_top1"), "voc": ("AP",), "coco": ("bbox_AP",), "cityscapes": ("mIoU",)}
@@ -38,11 +40,6 @@ QUANTITIES = (
     Quantity("coco", "segm_AP", "COCO mask AP"),
     Quantity("cityscapes", "mIoU", "Cityscapes mIoU"),
 )
-
-
-def is_number(value: Any) -> bool:
-    """True for an int or float that is not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def fmt_percent(value: float) -> str:

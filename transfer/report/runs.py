@@ -15,6 +15,7 @@ Paths in `metrics` are relative to the index file's folder; a task left out is "
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ from transfer.errors import UserError
 from transfer.report.columns import REQUIRED_METRICS, TASKS, is_number
 
 SCHEMA = 1
+
+
+def new_index(name: str, command: str, rows: list[dict[str, Any]], **facts: Any) -> dict[str, Any]:
+    """A results index (the format above) of `rows`, dated now; `facts`: its other keys (machine, budget, ...)."""
+    return {"schema": SCHEMA, "name": name, "command": command, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **facts, "rows": rows}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Fit the Cityscapes FCN protocol config to a run: data root, backbone weights and depth, input size."""
+"""Fit an FCN protocol config (Cityscapes, VOC12aug) to a run: data root, backbone weights and depth, input size."""
 from __future__ import annotations
 
 import copy
@@ -11,6 +11,8 @@ from mmengine.config import Config, ConfigDict
 
 from transfer.checkpoint.fit import state_dict_fit
 from transfer.checkpoint.resnet import STAGE_CHANNELS  # output channels of res2..res5 by depth
+from transfer.checkpoint.stem_check import stem_mismatch
+from transfer.config_tree import walk
 from transfer.errors import UserError
 
 # Head widths (auxiliary, FCN) for the basic-block ResNets, as mmseg's own fcn_r18-d8 configs set them;
@@ -18,12 +20,22 @@ from transfer.errors import UserError
 _BASIC_BLOCK_HEAD_CHANNELS = (64, 128)
 
 
+def _leaf_datasets(dataset: Mapping) -> list[Mapping]:
+    """The datasets that read files under `dataset`: itself, or those a ConcatDataset or RepeatDataset wraps."""
+    if "datasets" in dataset:  # ConcatDataset (VOC12aug: train.txt + aug.txt)
+        return [leaf for inner in dataset["datasets"] for leaf in _leaf_datasets(inner)]
+    if "dataset" in dataset:  # RepeatDataset and the like
+        return _leaf_datasets(dataset["dataset"])
+    return [dataset]
+
+
 def set_data_root(cfg: Config, root: Path) -> None:
-    """Point the train, val and test datasets at the Cityscapes folder `root`."""
+    """Point the train, val and test datasets at the dataset folder `root` (Cityscapes', VOC's VOC2012)."""
     for name in ("train_dataloader", "val_dataloader", "test_dataloader"):
         loader = cfg.get(name)
         if loader is not None:
-            loader.dataset.data_root = str(root)
+            for dataset in _leaf_datasets(loader.dataset):
+                dataset.data_root = str(root)
 
 
 def _scaled(size: Any, factor: float) -> tuple[int, ...]:
@@ -33,9 +45,10 @@ def _scaled(size: Any, factor: float) -> tuple[int, ...]:
 def set_input_size(cfg: Config, size: int) -> str:
     """Scale the protocol's geometry so that the (shorter side of the) crop is `size`; returns a note.
 
-    Train and test resize scales, the crop, the data preprocessor's padding size
-    and the sliding window with its stride all scale by size / crop, so the crop
-    keeps its share of the image (769 of a 2049x1025 image in the protocol).
+    Train and test resize scales, the crop, the padding sizes (`Pad`, the data
+    preprocessor's) and the sliding window with its stride all scale by size / crop,
+    so the crop keeps its share of the image (769 of a 2049x1025 image in the
+    Cityscapes protocol, 512 of 2048x512 in VOC12aug's).
     """
     if size < 16:
         raise UserError(f"--input-size must be at least 16 (got {size})")
@@ -46,20 +59,13 @@ def set_input_size(cfg: Config, size: int) -> str:
     new_crop = _scaled(crop, factor)
     # Every resize and crop of the whole config, not only the dataloaders' pipelines: the top-level
     # train_pipeline/test_pipeline are what mmseg's inference API reads from the dumped config.
-    stack, seen = [cfg._cfg_dict if hasattr(cfg, "_cfg_dict") else cfg], set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, dict):
-            if node.get("type") in ("RandomResize", "Resize") and node.get("scale") is not None:
-                node["scale"] = _scaled(node["scale"], factor)
-            if node.get("type") == "RandomCrop":
-                node["crop_size"] = new_crop
-            stack.extend(node.values())
-        elif isinstance(node, (list, tuple)):
-            stack.extend(node)
+    for node in walk(cfg):
+        if node.get("type") in ("RandomResize", "Resize") and node.get("scale") is not None:
+            node["scale"] = _scaled(node["scale"], factor)
+        if node.get("type") == "RandomCrop":
+            node["crop_size"] = new_crop
+        if node.get("type") == "Pad" and node.get("size") is not None:
+            node["size"] = _scaled(node["size"], factor)
     cfg.crop_size = new_crop
     for preprocessor in (cfg.model.get("data_preprocessor"), cfg.get("data_preprocessor")):  # model's and top-level
         if preprocessor is not None and preprocessor.get("size") is not None:
@@ -136,13 +142,8 @@ def check_backbone_loads(cfg: Config, state_dict: Mapping[str, torch.Tensor], or
     if fit.fills(allow_unexpected=True):
         return
     kind = cfg.model.backbone.get("type")
-    stem = ""
-    if any(k.startswith("stem.") for k in fit.missing):
-        stem = (" The backbone has a deep stem (3 convs) but the checkpoint has the standard 7x7 stem, so the stem "
-                "would stay randomly initialised: use type='ResNet' with deep_stem=False (not ResNetV1c/V1d), "
-                "as the MoCo/DenseCL protocol does.")
-    elif "conv1.weight" in fit.missing and any(k.startswith("stem.") for k in state_dict):
-        stem = (" The backbone has the standard stem but the checkpoint has a deep stem (ResNetV1c/d), so conv1 "
-                "would stay randomly initialised: use a ResNetV1c backbone or a standard checkpoint.")
+    deep = any(k.startswith("stem.") for k in fit.missing)
+    wrong_stem = deep or "conv1.weight" in fit.missing and any(k.startswith("stem.") for k in state_dict)
+    mismatch = stem_mismatch("The backbone", deep, "the checkpoint", not deep) if wrong_stem else None
     raise UserError(f"{origin} does not fit the config's backbone ({kind}, depth {cfg.model.backbone.depth}): "
-                    f"{fit.describe(allow_unexpected=True)}.{stem}")
+                    f"{fit.describe(allow_unexpected=True)}." + (f" {mismatch}." if mismatch else ""))

@@ -1,4 +1,4 @@
-"""`tools/run_transfer.sh cityscapes`: fine-tune an FCN on Cityscapes with mmseg, report mIoU (DenseCL's protocol)."""
+"""`tools/run_transfer.sh cityscapes|voc12aug`: fine-tune an FCN with mmseg, report mIoU (DenseCL's, mmselfsup's)."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +11,15 @@ from transfer.engine.task import ConfigEdits, MMEngineAdapter
 from transfer.errors import UserError
 from transfer.segmentation.config import (check_backbone_loads, set_backbone_depth, set_data_root,
                                           set_input_size, set_pretrained)
+from transfer.tasks import task_named
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "segmentation"
-DEFAULT_CONFIG = CONFIG_DIR / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py"
+# Each task's protocol config (its data format and backends: `transfer.tasks`).
+CONFIGS: dict[str, Path] = {
+    "cityscapes": CONFIG_DIR / "fcn_r50-d8_4xb2-40k_cityscapes-769x769.py",
+    "voc12aug": CONFIG_DIR / "fcn_r50-d8_4xb4-20k_voc12aug-512x512.py",
+}
+DEFAULT_CONFIG = CONFIGS["cityscapes"]
 
 
 # Point the protocol config at the data and the weights, match the backbone depth, apply --input-size.
@@ -35,6 +41,10 @@ def summarize(test_metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Fine-tune and evaluate on Cityscapes; writes WORK_DIR/metrics.json and returns its record."""
-    return run_task(args, MMEngineAdapter("cityscapes", backend="mmseg", backends=("mmseg",), data_format="cityscapes",
-                                          config=DEFAULT_CONFIG, prepare=EDITS.apply, summarize=summarize))
+    """Fine-tune and evaluate `args.task` (cityscapes, voc12aug); writes WORK_DIR/metrics.json, returns its record."""
+    if args.task not in CONFIGS:
+        raise UserError(f"unknown segmentation task {args.task!r}; expected one of {', '.join(CONFIGS)}")
+    task = task_named(args.task)
+    return run_task(args, MMEngineAdapter(args.task, backend="mmseg", backends=task.backends,
+                                          data_format=task.data_format, config=CONFIGS[args.task],
+                                          prepare=EDITS.apply, summarize=summarize))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 from collections.abc import Sequence
@@ -9,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from transfer.errors import UserError
-from transfer.suite.index import load_plan, save_plan, update_index
-from transfer.suite.jobs import log_tail, read_state, run_command, transfer_command, write_state
-from transfer.suite.plan import (SuitePlan, TASKS, parse_checkpoints, parse_protocols, parse_task_overrides,
+from transfer.suite.index import load_plan, refresh_index, save_plan, update_index
+from transfer.jobs import log_tail, read_state, run_command, transfer_command, write_state
+from transfer.suite.plan import (DEFAULT_TASKS, SuitePlan, parse_checkpoints, parse_protocols, parse_task_overrides,
                                  parse_trials)
-from transfer.suite.slurm import CommandJob, add_slurm_flags, make_executor
+from transfer.slurm import CommandJob, add_slurm_flags, make_executor
 from transfer.suite.status import job_state, print_status
+from transfer.tasks import TASKS
 
 
 def suite_parser() -> argparse.ArgumentParser:
@@ -29,8 +31,10 @@ def suite_parser() -> argparse.ArgumentParser:
                         "(default: its file name)")
     parser.add_argument("--data-root", help="folder holding imagefolder/ (or imagenet/), voc/ (or VOCdevkit/), "
                         "coco/ and cityscapes/ as the README lays them out (default: $DETECTRON2_DATASETS)")
-    parser.add_argument("--tasks", help=f"comma-separated, default all: {','.join(TASKS)}; coco's configs by name: "
-                        "coco:c4_1x, coco:c4_2x, coco:fpn_1x (coco = coco:c4_1x; coco:c4_1x+fpn_1x for several)")
+    parser.add_argument("--tasks", help=f"comma-separated from {','.join(TASKS)} (default: the paper's table, "
+                        f"{','.join(DEFAULT_TASKS)}); a task's configs by name: "
+                        + "; ".join(f"{t}:{'|'.join(task.variants)}" for t, task in TASKS.items() if task.variants)
+                        + " (coco = coco:c4_1x; coco:c4_1x+fpn_1x for several)")
     parser.add_argument("--trials", help="trials per task: N for every task, or TASK=N,... "
                         "(default: the protocols' own, voc=5, 1 else)")
     parser.add_argument("--gpus", type=int, default=None, help="GPUs per run (default: all visible; 0 = CPU)")
@@ -48,8 +52,9 @@ def suite_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="--launcher slurm: wait for every job to end")
     parser.add_argument("--resubmit", action="store_true", help="--launcher slurm: submit again the runs already "
                         "submitted that have not ended (e.g. jobs cancelled by hand)")
-    parser.add_argument("overrides", nargs="*", help="config overrides for every run as key=value, or for one "
-                        "task as TASK:key=value (e.g. voc:optim_wrapper.optimizer.lr=0.01)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run as key=value, for one "
+                        "task as TASK:key=value (e.g. voc:optim_wrapper.optimizer.lr=0.01), or for one of a task's "
+                        "configs as PROTOCOL:key=value (e.g. coco_retinanet_1x:model.test_cfg.nms_pre=100)")
     return add_slurm_flags(parser)
 
 
@@ -58,14 +63,15 @@ def make_plan(args: argparse.Namespace) -> SuitePlan:
     import os
 
     from transfer.data import find_dataset
-    from transfer.suite.plan import FORMATS
 
     data_root = Path(args.data_root or os.environ.get("DETECTRON2_DATASETS") or "datasets")
     if not data_root.is_dir():
         raise UserError(f"--data-root {data_root} is not a folder")
     protocols = parse_protocols(args.tasks)
     for task in sorted({p.task for p in protocols}):
-        find_dataset(FORMATS[task], data_root)  # a missing dataset is an error now, not hours in
+        find_dataset(TASKS[task].data_format, data_root)  # a missing dataset is an error now, not hours in
+    for protocol in protocols:
+        protocol.config(args.backend)  # a config the backend lacks, too
     if args.gpus is not None and args.gpus < 0:
         raise UserError(f"--gpus must be >= 0 (got {args.gpus})")
     return SuitePlan(work_dir=Path(args.work_dir), data_root=data_root.resolve(),
@@ -133,7 +139,8 @@ def run_slurm(plan: SuitePlan, command: str, args: argparse.Namespace) -> list[A
         if state == "done" or (state in ("queued", "running") and read_state(job.work_dir).get("slurm_job_id")
                                and not args.resubmit):
             continue  # ended, or already submitted (--resubmit: a job that SLURM lost)
-        sjob = executor.submit(CommandJob(transfer_command(plan.argv(job)), job.work_dir, plan.work_dir))
+        sjob = executor.submit(CommandJob(transfer_command(plan.argv(job)), job.work_dir,
+                                          functools.partial(refresh_index, plan.work_dir)))
         write_state(job.work_dir, "queued", slurm_job_id=str(sjob.job_id), submitted=True)
         submitted.append((job, sjob))
         print(f"[suite] {job.label}: SLURM job {sjob.job_id}", file=sys.stderr, flush=True)

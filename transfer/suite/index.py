@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import fcntl
 import json
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from transfer.fileio import write_json
-from transfer.results import METRICS_FILE, summarize_trials, write_metrics
+from transfer.report.columns import TASKS as TABLE_TASKS, metric_text
+from transfer.results import METRICS_FILE, write_average
 from transfer.suite.plan import Checkpoint, Job, Protocol, SuitePlan
+from transfer.tasks import TASKS
 
 PLAN_FILE = "suite.json"
 INDEX_FILE = "results.json"
@@ -85,14 +86,7 @@ def merge_trials(plan: SuitePlan, jobs: list[Job]) -> Path | None:
     if path.is_file() and json.loads(path.read_text()).get("trial_dirs") == dirs:
         return path
     records = [json.loads((j.work_dir / METRICS_FILE).read_text()) for j in done]
-    trials = [{k: v for k, v in r["metrics"].items() if not k.endswith("_std")} for r in records]
-    summary = summarize_trials(trials)
-    metrics = {k: v["mean"] for k, v in summary.items()}
-    if len(trials) > 1:
-        metrics.update({f"{k}_std": v["std"] for k, v in summary.items()})
-    return write_metrics(out_dir, task=first.protocol.task, backend=records[0].get("backend") or "?",
-                         metrics=metrics, config=records[0].get("config"), weights=str(first.checkpoint.weights),
-                         iterations=records[0].get("iterations"), trials=trials,
+    return write_average(out_dir, records, task=first.protocol.task, weights=str(first.checkpoint.weights),
                          extra={"trial_dirs": dirs, "seeds": [j.seed for j in done], "trials_planned": first.trials,
                                 "trial_machines": [r.get("machine") for r in records]})
 
@@ -104,43 +98,79 @@ def is_procedural(data_root: Path) -> bool:
     return any(data_root.glob(f"*/{MANIFEST}")) or (data_root / MANIFEST).is_file()
 
 
-def build_rows(plan: SuitePlan) -> list[dict[str, Any]]:
-    """One row per checkpoint (COCO: its first config), one more per further COCO config; finished cells only."""
+def cells(plan: SuitePlan) -> dict[tuple[str, str], Path]:
+    """(checkpoint, protocol key) -> its metrics.json (trials averaged), for every cell with a finished run."""
     by_cell: dict[tuple[str, str], list[Job]] = {}
     for job in plan.jobs():
         by_cell.setdefault((job.checkpoint.name, job.protocol.key), []).append(job)
+    found = {cell: merge_trials(plan, jobs) for cell, jobs in by_cell.items()}
+    return {cell: path for cell, path in found.items() if path is not None}
+
+
+def build_rows(plan: SuitePlan) -> list[dict[str, Any]]:
+    """One row per checkpoint (COCO: its first config), one more per further COCO config; finished cells only.
+
+    The paper's columns are under `metrics`; the protocols outside the paper's table under `further`
+    (protocol key -> metrics.json).
+    """
+    done = cells(plan)
     coco = [p for p in plan.protocols if p.task == "coco"]
+    further = [p for p in plan.protocols if p.task not in TABLE_TASKS]
     rows = []
     for checkpoint in plan.checkpoints:
-        groups = [(checkpoint.name, [p for p in plan.protocols if p.task != "coco" or p == coco[0]])]
+        groups = [(checkpoint.name, [p for p in plan.protocols
+                                     if p.task in TABLE_TASKS and (p.task != "coco" or p == coco[0])])]
         groups += [(f"{checkpoint.name} ({p.title})", [p]) for p in coco[1:]]
         for label, protocols in groups:
-            metrics = {}
-            for protocol in protocols:
-                path = merge_trials(plan, by_cell[(checkpoint.name, protocol.key)])
-                if path is not None:
-                    metrics[protocol.task] = str(path.relative_to(plan.work_dir))
+            metrics = {p.task: str(done[(checkpoint.name, p.key)].relative_to(plan.work_dir))
+                       for p in protocols if (checkpoint.name, p.key) in done}
             rows.append({"method": checkpoint.name, "name": checkpoint.name, "label": label, "teacher": None,
                          "pretrain": {"checkpoint": str(checkpoint.weights)}, "metrics": metrics})
+        rows[-1 - len(coco[1:])]["further"] = {p.key: str(done[(checkpoint.name, p.key)].relative_to(plan.work_dir))
+                                               for p in further if (checkpoint.name, p.key) in done}
     return rows
+
+
+def further_section(plan: SuitePlan, rows: list[dict[str, Any]]) -> list[str]:
+    """benchmarks.md's table of the protocols outside the paper's: each checkpoint's headline metrics, linked."""
+    protocols = [p for p in plan.protocols if p.task not in TABLE_TASKS]
+    if not protocols:
+        return []
+    header = ["checkpoint"] + [f"{p.title} {name}" for p in protocols for name in TASKS[p.task].metrics]
+    lines = ["", "## Further protocols (measured)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        if "further" not in row:
+            continue
+        cells_text = [row["name"]]
+        for protocol in protocols:
+            rel = row["further"].get(protocol.key)
+            metrics = json.loads((plan.work_dir / rel).read_text())["metrics"] if rel else {}
+            cells_text += [f"[{metric_text(metrics, name)}]({rel})" if rel else "not run"
+                           for name in TASKS[protocol.task].metrics]
+        lines.append("| " + " | ".join(cells_text) + " |")
+    return lines
 
 
 def update_index(plan: SuitePlan, command: str) -> Path | None:
     """Rewrite WORK_DIR/results.json and benchmarks.md (+ comparison.png) from the finished runs; None if none ended."""
-    from transfer.report import make_benchmarks
+    from transfer.report import new_index, publish_index
 
     with locked(plan.work_dir):
         rows = build_rows(plan)
-        if not any(row["metrics"] for row in rows):
+        if not any(row["metrics"] or row.get("further") for row in rows):
             return None
         procedural = is_procedural(plan.data_root)
-        index = {"schema": 1, "name": f"suite {plan.work_dir.resolve().name}", "command": command,
-                 "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "procedural": procedural, "link_cells": True,
-                 "data": f"{plan.data_root}" + (" (procedural)" if procedural else ""),
-                 "budget": {k: v for k, v in (("max_iters", plan.max_iters), ("input_size", plan.input_size)) if v},
-                 "rows": rows}
+        index = new_index(f"suite {plan.work_dir.resolve().name}", command, rows, procedural=procedural,
+                          link_cells=True, data=f"{plan.data_root}" + (" (procedural)" if procedural else ""),
+                          budget={k: v for k, v in (("max_iters", plan.max_iters), ("input_size", plan.input_size))
+                                  if v})
         path = plan.work_dir / INDEX_FILE
-        write_json(path, index)
-        make_benchmarks([path], out=plan.work_dir / TABLE_FILE, plot=plan.work_dir / PLOT_FILE,
-                        bench_dir=plan.work_dir / FIGURES_DIR, command=f"tools/make_benchmarks.py --index {path}")
+        publish_index(path, index, table=plan.work_dir / TABLE_FILE, plot=plan.work_dir / PLOT_FILE,
+                      bench_dir=plan.work_dir / FIGURES_DIR, appendix=further_section(plan, rows))
         return path
+
+
+def refresh_index(work_dir: Path) -> Path | None:
+    """`update_index` of the suite saved in `work_dir` (what a SLURM job runs when it ends: the table fills in)."""
+    return update_index(*load_plan(work_dir))

@@ -6,25 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer.errors import UserError
+from transfer.tasks import TASKS as ALL_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
-TASKS = ("linear", "voc", "coco", "cityscapes")
-MMDET = REPO / "configs" / "detection" / "mmdet"
-DETECTRON2 = REPO / "configs" / "detection" / "detectron2"
-# COCO's configs by name (`--tasks coco:fpn_1x`); `coco` alone is the first, the paper's main row.
-COCO_CONFIGS = {
-    "c4_1x": {"mmdet": MMDET / "mask-rcnn_r50-c4-syncbn_1x_coco.py",
-              "detectron2": DETECTRON2 / "coco_mask_rcnn_R_50_C4_1x.yaml"},
-    "c4_2x": {"mmdet": MMDET / "mask-rcnn_r50-c4-syncbn_2x_coco.py",
-              "detectron2": DETECTRON2 / "coco_mask_rcnn_R_50_C4_2x.yaml"},
-    "fpn_1x": {"mmdet": MMDET / "mask-rcnn_r50-fpn-syncbn_1x_coco.py",
-               "detectron2": DETECTRON2 / "coco_mask_rcnn_R_50_FPN_1x.yaml"},
-}
-COCO_TITLES = {"c4_1x": "COCO C4 1x", "c4_2x": "COCO C4 2x", "fpn_1x": "COCO FPN 1x"}
-# The protocols' own number of trials (the project's protocol notes): VOC is averaged over 5 seeds.
-DEFAULT_TRIALS = {"linear": 1, "voc": 5, "coco": 1, "cityscapes": 1}
-# The dataset format each task reads from --data-root.
-FORMATS = {"linear": "imagefolder", "voc": "voc", "coco": "coco", "cityscapes": "cityscapes"}
+TASKS = tuple(ALL_TASKS)
+DEFAULT_TASKS = ("linear", "voc", "coco", "cityscapes")  # the paper's table
 
 
 @dataclass(frozen=True)
@@ -32,7 +18,7 @@ class Protocol:
     """One column group of the table: a task and, for COCO, which of its configs."""
 
     task: str
-    variant: str | None = None  # COCO: c4_1x | c4_2x | fpn_1x
+    variant: str | None = None  # a named config of the task (`transfer.tasks`), e.g. COCO's fpn_1x
 
     @property
     def key(self) -> str:
@@ -42,11 +28,12 @@ class Protocol:
     @property
     def title(self) -> str:
         """How the status table names it."""
-        return COCO_TITLES[self.variant] if self.variant else self.task
+        task = ALL_TASKS[self.task]
+        return task.variants[self.variant].title if self.variant else task.title
 
     def config(self, backend: str | None) -> Path | None:
-        """Its config file, when not the task's default (COCO's variants)."""
-        return COCO_CONFIGS[self.variant][backend or "mmdet"] if self.variant else None
+        """Its config file, when not the task's default (a named variant)."""
+        return ALL_TASKS[self.task].config(self.variant, backend)
 
 
 @dataclass(frozen=True)
@@ -89,7 +76,7 @@ class SuitePlan:
     backend: str | None = None
     max_iters: int | None = None
     input_size: int | None = None
-    overrides: dict[str, list[str]] = field(default_factory=dict)  # task -> key=value words
+    overrides: dict[str, list[str]] = field(default_factory=dict)  # task or protocol key -> key=value words
 
     def protocol_dir(self, checkpoint: Checkpoint, protocol: Protocol) -> Path:
         """Where a checkpoint's runs of a protocol go (its trials in trialK/ below)."""
@@ -116,29 +103,32 @@ class SuitePlan:
                 "--work-dir", str(job.work_dir), "--seed", str(job.seed)]
         config = job.protocol.config(self.backend)
         argv += ["--config", str(config)] if config else []
-        argv += ["--backend", self.backend] if self.backend and job.protocol.task in ("voc", "coco") else []
+        argv += ["--backend", self.backend] if self.backend and len(ALL_TASKS[job.protocol.task].backends) > 1 else []
         argv += ["--gpus", str(self.gpus)] if self.gpus is not None else []
         if not full_size:
             argv += ["--max-iters", str(self.max_iters)] if self.max_iters else []
             argv += ["--input-size", str(self.input_size)] if self.input_size else []
-        return argv + list(extra or []) + self.overrides.get(job.protocol.task, [])
+        own = self.overrides.get(job.protocol.key, []) if job.protocol.key != job.protocol.task else []
+        return argv + list(extra or []) + self.overrides.get(job.protocol.task, []) + own
 
 
 def parse_protocols(text: str | None) -> list[Protocol]:
-    """`linear,voc,coco:c4_2x,cityscapes` -> protocols; default all four (COCO: C4 1x)."""
-    words = [w.strip() for w in (text or ",".join(TASKS)).split(",") if w.strip()]
+    """`linear,voc,coco:c4_2x+fpn_1x,cityscapes` -> protocols (a task alone: its first named config, if any);
+    default the paper's table."""
+    words = [w.strip() for w in (text or ",".join(DEFAULT_TASKS)).split(",") if w.strip()]
     out: list[Protocol] = []
     for word in words:
-        task, _, variant = word.partition(":")
-        if task not in TASKS:
-            raise UserError(f"--tasks: unknown task {task!r}; the tasks are {', '.join(TASKS)}")
-        if variant and task != "coco":
-            raise UserError(f"--tasks {word}: only coco has named configs ({', '.join(COCO_CONFIGS)})")
-        variants = variant.split("+") if variant else (["c4_1x"] if task == "coco" else [None])
-        for v in variants:
-            if v is not None and v not in COCO_CONFIGS:
-                raise UserError(f"--tasks {word}: unknown coco config {v!r}; the configs are {', '.join(COCO_CONFIGS)}")
-            protocol = Protocol(task, v)
+        name, _, variant = word.partition(":")
+        if name not in TASKS:
+            raise UserError(f"--tasks: unknown task {name!r}; the tasks are {', '.join(TASKS)}")
+        named = ALL_TASKS[name].variants
+        if variant and not named:
+            raise UserError(f"--tasks {word}: {name} has no named configs; "
+                            f"those that do: {', '.join(t for t in TASKS if ALL_TASKS[t].variants)}")
+        for v in variant.split("+") if variant else [next(iter(named), None)]:
+            if v is not None and v not in named:
+                raise UserError(f"--tasks {word}: unknown {name} config {v!r}; the configs are {', '.join(named)}")
+            protocol = Protocol(name, v)
             if protocol not in out:
                 out.append(protocol)
     if not out:
@@ -148,7 +138,7 @@ def parse_protocols(text: str | None) -> list[Protocol]:
 
 def parse_trials(text: str | None, protocols: list[Protocol]) -> dict[str, int]:
     """`--trials 3` (every task) or `--trials voc=5,coco=2`; the rest keep the protocols' own."""
-    trials = dict(DEFAULT_TRIALS)
+    trials = {name: task.trials for name, task in ALL_TASKS.items()}
     if text:
         pairs = [p for p in text.split(",") if p]
         for pair in pairs:
@@ -192,15 +182,17 @@ def parse_checkpoints(weights: list[str], weights_list: str | None, names: list[
 
 
 def parse_task_overrides(words: list[str]) -> dict[str, list[str]]:
-    """`key=value` for every task, `TASK:key=value` for one (each engine has its own keys)."""
+    """`key=value` for every task, `TASK:key=value` for one task, `PROTOCOL:key=value` for one of its configs
+    (`coco_retinanet_1x:model.test_cfg.nms_pre=100`): each engine, and each model, has its own keys."""
+    scopes = [*TASKS, *(Protocol(t, v).key for t in TASKS for v in ALL_TASKS[t].variants)]
     out: dict[str, list[str]] = {t: [] for t in TASKS}
     for word in words:
         key, sep, _ = word.partition("=")
         if not sep:
-            raise UserError(f"override {word!r} is not key=value or TASK:key=value")
-        task, colon, rest = key.partition(":")
-        if colon and task in TASKS:
-            out[task].append(word[len(task) + 1:])
+            raise UserError(f"override {word!r} is not key=value, TASK:key=value or PROTOCOL:key=value")
+        scope, colon, rest = key.partition(":")
+        if colon and scope in scopes:
+            out.setdefault(scope, []).append(word[len(scope) + 1:])
         else:
             for t in TASKS:
                 out[t].append(word)

@@ -26,17 +26,18 @@ from transfer.errors import UserError
 from transfer.fileio import write_json
 from transfer.results import METRICS_FILE, machine_label, write_benchmark
 from transfer.suite.index import FIGURES_DIR
-from transfer.suite.jobs import REPO, log_tail
-from transfer.suite.plan import FORMATS, Checkpoint, Job, Protocol, SuitePlan
+from transfer.jobs import REPO, log_tail
+from transfer.suite.plan import Checkpoint, Job, Protocol, SuitePlan
+from transfer.tasks import TASKS
 
 ITERS = 2
 EVAL_IMAGES = 2
-# mmengine's BaseDataset keeps the first N samples with `indices=N` (mmdet's and mmseg's datasets are ones); the
-# protocol configs do not set it, so the override adds the key (`+`).
-EVAL_SUBSET = {"voc": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
-               "coco": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
-               "cityscapes": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
-               "linear": ["knn.enabled=false"]}  # linear: a 2-image val folder (below); kNN would embed all of train
+# By backend: mmengine's BaseDataset keeps the first N samples with `indices=N` (mmdet's and mmseg's datasets are
+# ones); the protocol configs do not set it, so the override adds the key (`+`). detectron2's test set has no
+# override to cut it: its preflight tests on the whole test set.
+EVAL_SUBSET = {"mmdet": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"],
+               "mmseg": [f"+test_dataloader.dataset.indices={EVAL_IMAGES}"]}
+LINEAR_SUBSET = ["knn.enabled=false"]  # linear: a 2-image val folder (below); kNN would embed all of train
 
 
 @dataclass
@@ -153,8 +154,8 @@ def plan_preflight(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol) 
     """The words of one preflight run, its work dir, and facts for the report (linear's full train set size)."""
     work_dir = plan.work_dir / "preflight" / checkpoint.name / protocol.key
     job = Job(checkpoint, protocol, 0, 1, plan.seed, work_dir)
-    # detectron2's test set has no override to cut it: its preflight tests on the whole test set
-    subset = [] if plan.backend == "detectron2" and protocol.task in ("voc", "coco") else EVAL_SUBSET[protocol.task]
+    backend = plan.backend if plan.backend in TASKS[protocol.task].backends else TASKS[protocol.task].backends[0]
+    subset = LINEAR_SUBSET if protocol.task == "linear" else EVAL_SUBSET.get(backend, [])
     extra = ["--max-iters", str(ITERS), "--force", *subset]
     argv = plan.argv(job, extra, full_size=True)
     facts: dict[str, Any] = {}
@@ -170,9 +171,9 @@ def plan_preflight(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol) 
 def check_data(plan: SuitePlan) -> None:
     """Run the dataset checks of every selected task on the data root (a UserError names what is wrong)."""
     for task in sorted({p.task for p in plan.protocols}):
-        root = find_dataset(FORMATS[task], plan.data_root)
-        print(f"[preflight] checking the {FORMATS[task]} dataset at {root}", file=sys.stderr, flush=True)
-        check_dataset(FORMATS[task], root)
+        root = find_dataset(TASKS[task].data_format, plan.data_root)
+        print(f"[preflight] checking the {TASKS[task].data_format} dataset at {root}", file=sys.stderr, flush=True)
+        check_dataset(TASKS[task].data_format, root)
 
 
 def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_dir: Path, facts: dict,

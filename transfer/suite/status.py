@@ -3,13 +3,22 @@ from __future__ import annotations
 
 import json
 
-from transfer.report.columns import coco_cell, cityscapes_cell, knn_cell, linear_cell, voc_cell
+from transfer.report.columns import coco_cell, cityscapes_cell, knn_cell, linear_cell, metric_text, voc_cell
 from transfer.results import METRICS_FILE
-from transfer.suite.jobs import pid_alive, read_state
+from transfer.fileio import pid_alive
+from transfer.jobs import read_state
 from transfer.suite.plan import Job, SuitePlan
+from transfer.tasks import TASKS
 
 CELLS = {"linear": lambda m: f"{linear_cell(m)} (kNN {knn_cell(m)})", "voc": voc_cell, "coco": coco_cell,
          "cityscapes": cityscapes_cell}
+
+
+def metrics_cell(task: str, metrics: dict) -> str:
+    """A task's cell: the paper table's own form, or else its headline metrics (`transfer.tasks`)."""
+    if task in CELLS:
+        return CELLS[task](metrics)
+    return " / ".join(metric_text(metrics, name) for name in TASKS[task].metrics)
 
 
 def job_state(job: Job) -> str:
@@ -32,7 +41,7 @@ def cell_text(plan: SuitePlan, jobs: list[Job]) -> str:
         first = jobs[0]
         path = (first.work_dir if first.trials == 1 else plan.protocol_dir(first.checkpoint, first.protocol))
         try:
-            text = CELLS[first.protocol.task](json.loads((path / METRICS_FILE).read_text())["metrics"])
+            text = metrics_cell(first.protocol.task, json.loads((path / METRICS_FILE).read_text())["metrics"])
         except (OSError, ValueError, KeyError):
             text = "done"
     if done < len(jobs):

@@ -17,7 +17,7 @@ from typing import Any
 
 from transfer.fileio import write_json
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 STATE_FILE = "suite_job.json"
 LOG_FILE = "suite_job.log"
 
@@ -88,14 +88,3 @@ def log_tail(work_dir: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def pid_alive(pid: Any) -> bool:
-    """Whether a process of this id runs on this host."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

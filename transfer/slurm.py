@@ -14,11 +14,12 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from transfer.errors import UserError
-from transfer.suite.jobs import REPO, child_env, log_tail, run_command
+from transfer.jobs import REPO, child_env, log_tail, run_command
 
 LAUNCHER_FLAGS = ("--launcher", "--partition", "--time", "--gpus-per-node", "--nodes", "--cpus-per-task",
                   "--cluster", "--slurm-folder")
@@ -75,10 +76,12 @@ def make_executor(args: argparse.Namespace, folder: Path, name: str) -> Any:
 
 
 class CommandJob:
-    """A SLURM job: one command per process with torchrun's variables set, then an optional callback on rank 0."""
+    """A SLURM job: one command per process with torchrun's variables set, then `then()` on rank 0 (a module-level
+    function or a partial of one, so that the job pickles; e.g. the suite's index update)."""
 
-    def __init__(self, command: list[str], work_dir: Path, suite_dir: Path | None = None, record: bool = True):
-        self.command, self.work_dir, self.suite_dir, self.record = command, Path(work_dir), suite_dir, record
+    def __init__(self, command: list[str], work_dir: Path, then: Callable[[], Any] | None = None,
+                 record: bool = True):
+        self.command, self.work_dir, self.then, self.record = command, Path(work_dir), then, record
 
     def __call__(self) -> int:
         import submitit
@@ -88,10 +91,8 @@ class CommandJob:
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             os.environ["LOCAL_WORLD_SIZE"] = str(env.num_tasks // env.num_nodes)
         code = run_command(self.command, self.work_dir, child_env(), record=self.record)
-        if env.global_rank == 0 and self.suite_dir is not None:
-            from transfer.suite.index import load_plan, update_index
-
-            update_index(*load_plan(self.suite_dir))  # the table fills in as jobs end
+        if env.global_rank == 0 and self.then is not None:
+            self.then()
         if code:
             raise RuntimeError(f"{' '.join(self.command)} exited with {code}:\n{log_tail(self.work_dir)}")
         return code
@@ -100,8 +101,7 @@ class CommandJob:
         """On preemption or timeout: requeue the same command; the run resumes from its work dir."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(CommandJob(self.command, self.work_dir, self.suite_dir,
-                                                             self.record))
+        return submitit.helpers.DelayedSubmission(CommandJob(self.command, self.work_dir, self.then, self.record))
 
 
 def strip_launcher_flags(argv: list[str]) -> list[str]:

@@ -1,0 +1,33 @@
+# COCO detection: RetinaNet R50-FPN, 1x (90k iterations), boxes only -- mmdet's RetinaNet with the choices of
+# the Mask R-CNN FPN protocol: SyncBN in the backbone (trained, FREEZE_AT 0) and the FPN, torchvision-style
+# ResNet with RGB input, precise BN, iteration schedule. Total batch 16, lr 0.01 (RetinaNet's, detectron2's
+# Base-RetinaNet and mmdet's), steps at 60k and 80k.
+_base_ = ['mmdet::_base_/models/retinanet_r50_fpn.py', './_base_/schedule.py', './_base_/coco_instance.py']
+
+norm_cfg = dict(type='SyncBN', requires_grad=True)
+model = dict(
+    backbone=dict(
+        frozen_stages=-1,
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        init_cfg=None),  # random init; the runner points it at --weights
+    neck=dict(norm_cfg=norm_cfg))
+optim_wrapper = dict(optimizer=dict(lr=0.01))
+
+# Boxes only: the instance base's pipelines without the masks.
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='RandomChoiceResize', scales=[(1333, s) for s in range(640, 801, 32)], keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_evaluator = dict(metric=['bbox'])
