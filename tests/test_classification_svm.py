@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from transfer.classification.svm import (IGNORE, NEGATIVE, POSITIVE, cross_valid
                                          normalize_features, stratified_folds, train_and_test_svms)
 from transfer.classification.voc07 import image_targets
 from transfer.cli import run_transfer
-from transfer.data import make_dataset
+from transfer.data import DatasetError, check_dataset, make_dataset
 from transfer.engine.config import read_yaml_config
 from transfer.errors import UserError
 
@@ -142,6 +143,16 @@ def test_voc07_lowshot_runs_end_to_end(voc, tmp_path):
     assert set(record["metrics"]) == {f"map_k{k}{s}" for k in (1, 2, 64) for s in ("", "_sample_sd")}
     assert any("low-shot k=64" in n and "clipped" in n for n in record["notes"])
     assert record["metrics"]["map_k1_sample_sd"] > 0  # three different samples
+
+
+def test_voc07_svm_needs_voc2007_only(voc, tmp_path):
+    """A VOCdevkit with VOC2007 alone (no VOC2012) is what the SVM protocols read; the detection check refuses it."""
+    only = tmp_path / "VOCdevkit"
+    shutil.copytree(voc / "VOC2007", only / "VOC2007")
+    record = run_transfer(_argv("voc07_svm", only, tmp_path / "svm", SHAPE_CLASSES))
+    assert record["metrics"]["map"] >= 0
+    with pytest.raises(DatasetError, match="VOC2012"):
+        check_dataset("voc", only)
 
 
 def test_voc07_svm_refuses_bad_input(voc, tmp_path):

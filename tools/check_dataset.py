@@ -9,14 +9,14 @@ import sys
 import time
 
 from transfer.cli import run_main
-from transfer.data import FORMATS, DatasetError, check_dataset, find_dataset
+from transfer.data import DATASET_FORMATS, DatasetError, check_dataset, find_dataset
 from transfer.data.problems import SHOWN
 
 
 def main() -> None:
     """Parse the command line, find the dataset and check it; prints `ok`, or every problem and exits 2."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("format", choices=FORMATS)
+    parser.add_argument("format", choices=DATASET_FORMATS)
     parser.add_argument("data", help="the dataset folder, or a root holding it")
     parser.add_argument("--check-images", action="store_true", help="decode every image fully, not only its header")
     args = parser.parse_args()

@@ -69,8 +69,8 @@ TASKS: dict[str, Task] = {
     "voc12aug": Task("transfer.segmentation.runner:run", "voc12aug", "VOC12aug FCN", ("mmseg",), ("mIoU",)),
     # frozen features: VOC07 linear SVMs (Goyal et al. 2019), all labels and low-shot; many-shot logistic
     # regression (Ericsson et al. 2021); fine-tuning on ImageNet's 1% and 10% label subsets (mmselfsup)
-    "voc07_svm": Task("transfer.classification.voc07_runner:run", "voc", "VOC07 SVM", ("torch",), ("map",)),
-    "voc07_lowshot_svm": Task("transfer.classification.voc07_runner:run", "voc", "VOC07 low-shot SVM", ("torch",),
+    "voc07_svm": Task("transfer.classification.voc07_runner:run", "voc07", "VOC07 SVM", ("torch",), ("map",)),
+    "voc07_lowshot_svm": Task("transfer.classification.voc07_runner:run", "voc07", "VOC07 low-shot SVM", ("torch",),
                               ("map_k1", "map_k8", "map_k96")),
     "manyshot_logreg": Task("transfer.classification.logreg_runner:run", "imagefolder", "many-shot logreg",
                             ("torch",), ("top1",)),

@@ -32,7 +32,7 @@ RESULT_FILE = "svm_result.json"  # a trial's APs and chosen costs, read back on 
 class VOC07SVMAdapter(TorchAdapter):
     """VOC07 features once, then the full (`lowshot=False`) or low-shot SVM protocol per trial."""
 
-    data_format = "voc"
+    data_format = "voc07"  # VOC2007 only
 
     def __init__(self, task: str):
         super().__init__(task, CONFIG[task], "features")
@@ -55,7 +55,7 @@ class VOC07SVMAdapter(TorchAdapter):
             sets[key] = (ids, targets)
         backbone, info, amp = self.frozen_backbone(run, cfg["model"]["arch"])
         transform = val_transform(feat["crop_size"], feat["resize_size"])
-        load = image_loader(check_command("voc", run.data_root))  # a bad image mid-run: one line naming the file
+        load = image_loader(check_command("voc07", run.data_root))  # a bad image mid-run: one line naming the file
         batch = max(1, int(feat["batch_size"]) // self.procs.world_size)
         features = {key: extract_features(backbone, VOCImages(voc, ids, transform, load), self.procs, batch,
                                           int(feat["workers"]), amp)[0].cpu()

@@ -1,24 +1,27 @@
 """Find a dataset where the user or the engines put it, and check it before any training starts."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 from transfer.data.cityscapes import check_cityscapes
 from transfer.data.coco import check_coco
 from transfer.data.imagefolder import check_imagefolder
-from transfer.data.voc import check_voc, check_voc12aug
+from transfer.data.voc import VOC07_SPLITS, check_voc, check_voc12aug
 from transfer.errors import UserError
 
 # What marks a dataset folder of each format, and the sub-folder names the engines use for it. VOC12aug's
 # folder is VOC2012 itself (mmseg's data_root): --data may name it, the VOCdevkit folder or a root holding that.
-_MARKER = {"coco": "annotations", "voc": "VOC2007", "cityscapes": "leftImg8bit", "imagefolder": "train",
-           "voc12aug": "ImageSets/Segmentation"}
-_SUBDIRS = {"coco": ("coco",), "voc": ("voc", "VOCdevkit"), "cityscapes": ("cityscapes",),
-            "imagefolder": ("imagefolder", "imagenet"),
+# `voc07` is a VOC tree of which only VOC2007 is read (trainval and test: the VOC07 SVM protocols).
+_MARKER = {"coco": "annotations", "voc": "VOC2007", "voc07": "VOC2007", "cityscapes": "leftImg8bit",
+           "imagefolder": "train", "voc12aug": "ImageSets/Segmentation"}
+_SUBDIRS = {"coco": ("coco",), "voc": ("voc", "VOCdevkit"), "voc07": ("voc", "VOCdevkit"),
+            "cityscapes": ("cityscapes",), "imagefolder": ("imagefolder", "imagenet"),
             "voc12aug": ("VOC2012", "VOCdevkit/VOC2012", "voc12aug/VOC2012")}
-_CHECKS = {"coco": check_coco, "voc": check_voc, "cityscapes": check_cityscapes, "imagefolder": check_imagefolder,
-           "voc12aug": check_voc12aug}
+_CHECKS = {"coco": check_coco, "voc": check_voc, "voc07": functools.partial(check_voc, splits=VOC07_SPLITS),
+           "cityscapes": check_cityscapes, "imagefolder": check_imagefolder, "voc12aug": check_voc12aug}
+DATASET_FORMATS = tuple(_CHECKS)  # what find_dataset and check_dataset (tools/check_dataset.py) take
 
 
 def default_roots() -> list[Path]:

@@ -30,6 +30,7 @@ SHAPE_TO_VOC: dict[str, str] = {"ellipse": "bottle", "rectangle": "tvmonitor", "
                                 "star": "bird", "cross": "aeroplane"}
 # (year, image set) pairs of the VOC07+12 protocol: train on both trainvals, test on 2007 test.
 SPLITS: tuple[tuple[str, str], ...] = (("2007", "trainval"), ("2012", "trainval"), ("2007", "test"))
+VOC07_SPLITS: tuple[tuple[str, str], ...] = (("2007", "trainval"), ("2007", "test"))  # the VOC07 SVM protocols'
 
 
 def _annotation_xml(year: str, image_id: str, width: int, height: int, objects: list[tuple[str, tuple]],
