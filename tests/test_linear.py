@@ -83,7 +83,7 @@ def test_probe_learns_separable_features(tmp_path):
     cfg = {"linear": {"epochs": 20, "milestones": [12, 16], "lr": 1.0, "momentum": 0.9, "weight_decay": 0.0,
                       "gamma": 0.1}}
     result = linear.train_linear(in_dim=4, num_classes=4, cfg=cfg, procs=CPU, work_dir=tmp_path, iters_per_epoch=4,
-                                 batches=linear._FeatureBatches(features, labels, CPU, 16, seed=0),
+                                 batches=linear.FeatureBatches(features, labels, CPU, 16, seed=0),
                                  evaluate=lambda fc: linear.evaluate_features(fc, features, labels))
     assert result["top1"] == 100.0 and result["top5"] == 100.0
     assert (tmp_path / linear.STATE_FILE).is_file()
@@ -94,7 +94,7 @@ def test_backbone_stays_frozen_during_the_probe(demo_data, tmp_path):
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     train_set = ImageFolder(str(demo_data / "imagefolder" / "train"), transform=train_transform(32))
     cfg = {"linear": {"epochs": 1, "milestones": [], "lr": 30.0, "momentum": 0.9, "weight_decay": 0.0, "gamma": 0.1}}
-    batches = linear._ImageBatches(backbone, train_set, CPU, batch=8, workers=0, seed=0, amp=False)
+    batches = linear.ImageBatches(backbone, train_set, CPU, batch=8, workers=0, seed=0, amp=False)
     linear.train_linear(in_dim=512, num_classes=5, cfg=cfg, procs=CPU, work_dir=tmp_path, iters_per_epoch=2,
                         batches=batches, evaluate=lambda fc: {"top1": 0.0, "top5": 0.0})
     assert not backbone.training

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fine-tune and evaluate a pretrained backbone (linear, voc, coco, cityscapes), or run the whole demo."""
+"""Fine-tune and evaluate a pretrained backbone on a task of `transfer/tasks.py`, run the demo, or the suite."""
 import sys
 
 from transfer.cli import run_main, run_transfer

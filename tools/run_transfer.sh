@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fine-tune and evaluate a pretrained backbone with a published protocol, or run the whole demo.
-#   tools/run_transfer.sh {linear,voc,coco,cityscapes} [--weights CKPT] [--data DIR] [--work-dir DIR]
+#   tools/run_transfer.sh TASK [--weights CKPT] [--data DIR] [--work-dir DIR]    (TASK: transfer/tasks.py)
 #       [--gpus N] [--trials N] [--seed N] [--max-iters N] [--input-size S] [--backend NAME]
 #       [--config FILE] [--no-resume] [--force] [key=value ...]
 #   tools/run_transfer.sh demo [--work-dir DIR] [--gpus N] [--seed N] [--force] [key=value ...]

@@ -42,7 +42,8 @@ def add_transfer_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--seed", type=int, default=0, help="seed of the first trial (>= 0)")
     parser.add_argument("--max-iters", type=int, default=None, help="shorten the schedule to N >= 1 iterations")
     parser.add_argument("--input-size", type=int, default=None,
-                        help="shrink the input (shorter side / crop) to S (linear, cityscapes >= 16; voc, coco >= 32)")
+                        help="shrink the input (shorter side / crop) to S (detection: voc, coco, cityscapes_ins >= 32; "
+                             "the others >= 16)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from WORK_DIR")
     parser.add_argument("--force", action="store_true",
                         help="run again from scratch even if WORK_DIR already has metrics.json")

@@ -22,8 +22,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from transfer.classification.linear import (_EpochKeys, _SeededSamples, _sum_over_processes, evaluate_images,
-                                            new_classifier, schedule, step_decay_lr)
+from transfer.classification.linear import (EpochKeys, SeededSamples, evaluate_images, new_classifier, schedule,
+                                            step_decay_lr, sum_over_processes)
 from transfer.classification.trial_state import load_trial_state, save_trial_state
 from transfer.distributed import Processes
 from transfer.errors import UserError
@@ -117,7 +117,7 @@ def finetune(model: FineTuned, train_set: Dataset, subset: list[int], cfg: dict[
     # what an iteration sees depends only on (seed, epoch, batch), as the linear probe's batches
     sampler = DistributedSampler(Subset(train_set, subset), num_replicas=procs.world_size, rank=procs.rank,
                                  shuffle=True, seed=seed)
-    loader = DataLoader(_SeededSamples(Subset(train_set, subset), seed), batch_size=batch, sampler=_EpochKeys(sampler),
+    loader = DataLoader(SeededSamples(Subset(train_set, subset), seed), batch_size=batch, sampler=EpochKeys(sampler),
                         num_workers=workers, pin_memory=procs.device.type == "cuda", persistent_workers=workers > 0)
 
     start_time, start_iter = time.perf_counter(), iteration
@@ -144,7 +144,7 @@ def finetune(model: FineTuned, train_set: Dataset, subset: list[int], cfg: dict[
             iteration += 1
             if iteration >= total:
                 break
-        loss_sum, seen = _sum_over_processes([loss_sum, seen], procs.device)
+        loss_sum, seen = sum_over_processes([loss_sum, seen], procs.device)
         save_trial_state(state_path, identity, parts, iteration, procs)
         eta = (time.perf_counter() - start_time) / max(1, iteration - start_iter) * (total - iteration)
         say(f"fine-tune epoch {epoch + 1}: iter {iteration}/{total} | loss {loss_sum / max(seen, 1):.4f} | "

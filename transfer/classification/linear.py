@@ -57,7 +57,8 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...]
     return [int(hit[:, :min(k, logits.shape[1])].any(1).sum()) for k in ks]
 
 
-def _sum_over_processes(values: list[float], device: torch.device) -> list[float]:
+def sum_over_processes(values: list[float], device: torch.device) -> list[float]:
+    """`values` summed over the processes of the job (themselves when there is one)."""
     if not (dist.is_available() and dist.is_initialized()):
         return values
     t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -65,7 +66,7 @@ def _sum_over_processes(values: list[float], device: torch.device) -> list[float
     return t.tolist()
 
 
-class _SeededSamples(Dataset):
+class SeededSamples(Dataset):
     """Item `(epoch, index)` -> `dataset[index]` with its augmentation drawn from a generator seeded by
     (seed, epoch, index): the same in any worker, with or without persistent workers, and after a resume."""
 
@@ -82,7 +83,7 @@ class _SeededSamples(Dataset):
             return self.dataset[index]
 
 
-class _EpochKeys(Sampler):
+class EpochKeys(Sampler):
     """The order of a DistributedSampler as `(epoch, index)` keys (the sampler runs in the main process)."""
 
     def __init__(self, sampler: DistributedSampler):
@@ -95,7 +96,7 @@ class _EpochKeys(Sampler):
         return ((self.sampler.epoch, index) for index in self.sampler)
 
 
-class _ImageBatches:
+class ImageBatches:
     """Each epoch: this process's share of a shuffle of the train images, augmented, through the frozen backbone.
 
     What an iteration sees depends only on (seed, epoch, batch): the order of an epoch on
@@ -108,7 +109,7 @@ class _ImageBatches:
         self.backbone, self.procs, self.amp = backbone, procs, amp
         self.sampler = DistributedSampler(dataset, num_replicas=procs.world_size, rank=procs.rank, shuffle=True,
                                           seed=seed)
-        self.loader = DataLoader(_SeededSamples(dataset, seed), batch_size=batch, sampler=_EpochKeys(self.sampler),
+        self.loader = DataLoader(SeededSamples(dataset, seed), batch_size=batch, sampler=EpochKeys(self.sampler),
                                  num_workers=workers, pin_memory=procs.device.type == "cuda",
                                  persistent_workers=workers > 0)
 
@@ -120,7 +121,7 @@ class _ImageBatches:
             yield features.float(), labels.to(self.procs.device)
 
 
-class _FeatureBatches:
+class FeatureBatches:
     """Each epoch: this process's share of a shuffle of precomputed train features."""
 
     def __init__(self, features: torch.Tensor, labels: torch.Tensor, procs: Processes, batch: int, seed: int):
@@ -136,7 +137,7 @@ class _FeatureBatches:
 
 
 def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: Processes, work_dir: Path,
-                 iters_per_epoch: int, batches: _ImageBatches | _FeatureBatches,
+                 iters_per_epoch: int, batches: ImageBatches | FeatureBatches,
                  evaluate: Callable[[nn.Module], dict[str, float]], max_iters: int | None = None,
                  resume: bool = True, seed: int = 0, identity: dict[str, Any] | None = None,
                  say: Callable[[str], None] = print) -> dict[str, float]:
@@ -184,7 +185,7 @@ def train_linear(*, in_dim: int, num_classes: int, cfg: dict[str, Any], procs: P
             iteration += 1
             if iteration >= total:
                 break
-        loss_sum, correct, seen = _sum_over_processes([loss_sum, correct, seen], procs.device)
+        loss_sum, correct, seen = sum_over_processes([loss_sum, correct, seen], procs.device)
         save()
         elapsed = time.perf_counter() - start_time
         eta = elapsed / max(1, iteration - start_iter) * (total - iteration)
@@ -211,7 +212,7 @@ def evaluate_images(backbone: nn.Module, fc: nn.Module, dataset: Dataset, procs:
                 features = backbone(images.to(procs.device, non_blocking=True))
             c1, c5 = topk_correct(fc(features.float()), labels.to(procs.device))
             counts = [counts[0] + c1, counts[1] + c5, counts[2] + len(labels)]
-    c1, c5, n = _sum_over_processes(counts, procs.device)
+    c1, c5, n = sum_over_processes(counts, procs.device)
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
 
 

@@ -107,12 +107,12 @@ class LinearAdapter(TorchAdapter):
             trial_dir.mkdir(parents=True, exist_ok=True)
         if lin["precompute_features"]:
             train_f, train_l, val_f, val_l = st["features"]
-            batches = linear._FeatureBatches(train_f, train_l, procs, batch, seed)
+            batches = linear.FeatureBatches(train_f, train_l, procs, batch, seed)
 
             def evaluate(fc: torch.nn.Module) -> dict[str, float]:
                 return linear.evaluate_features(fc, val_f, val_l)
         else:
-            batches = linear._ImageBatches(backbone, st["train_aug"], procs, batch, workers, seed, amp)
+            batches = linear.ImageBatches(backbone, st["train_aug"], procs, batch, workers, seed, amp)
 
             def evaluate(fc: torch.nn.Module) -> dict[str, float]:
                 return linear.evaluate_images(backbone, fc, st["val_set"], procs, batch, workers, amp)

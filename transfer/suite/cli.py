@@ -68,8 +68,8 @@ def make_plan(args: argparse.Namespace) -> SuitePlan:
     if not data_root.is_dir():
         raise UserError(f"--data-root {data_root} is not a folder")
     protocols = parse_protocols(args.tasks)
-    for task in sorted({p.task for p in protocols}):
-        find_dataset(TASKS[task].data_format, data_root)  # a missing dataset is an error now, not hours in
+    for fmt in sorted({TASKS[p.task].data_format for p in protocols}):
+        find_dataset(fmt, data_root)  # a missing dataset is an error now, not hours in
     for protocol in protocols:
         protocol.config(args.backend)  # a config the backend lacks, too
     if args.gpus is not None and args.gpus < 0:

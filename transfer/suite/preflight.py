@@ -170,10 +170,10 @@ def plan_preflight(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol) 
 
 def check_data(plan: SuitePlan) -> None:
     """Run the dataset checks of every selected task on the data root (a UserError names what is wrong)."""
-    for task in sorted({p.task for p in plan.protocols}):
-        root = find_dataset(TASKS[task].data_format, plan.data_root)
-        print(f"[preflight] checking the {TASKS[task].data_format} dataset at {root}", file=sys.stderr, flush=True)
-        check_dataset(TASKS[task].data_format, root)
+    for fmt in sorted({TASKS[p.task].data_format for p in plan.protocols}):  # each dataset once
+        root = find_dataset(fmt, plan.data_root)
+        print(f"[preflight] checking the {fmt} dataset at {root}", file=sys.stderr, flush=True)
+        check_dataset(fmt, root)
 
 
 def measure(plan: SuitePlan, checkpoint: Checkpoint, protocol: Protocol, work_dir: Path, facts: dict,

@@ -14,20 +14,11 @@ model = dict(
     neck=dict(norm_cfg=norm_cfg))
 optim_wrapper = dict(optimizer=dict(lr=0.01))
 
-# Boxes only: the instance base's pipelines without the masks.
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomChoiceResize', scales=[(1333, s) for s in range(640, 801, 32)], keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
+# Boxes only: the instance base's pipelines, loading the boxes without the masks.
+train_pipeline = _base_.train_pipeline
+train_pipeline[1] = dict(type='LoadAnnotations', with_bbox=True)
+test_pipeline = _base_.test_pipeline
+test_pipeline[2] = dict(type='LoadAnnotations', with_bbox=True)
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_evaluator = dict(metric=['bbox'])
