@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from transfer.pretrain import load_config
 from transfer.pretrain.checkpoint import save_checkpoint
 from transfer.distributed import Processes
 from transfer.pretrain.trainer import build_model
+
+from conftest import run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 CPU = Processes(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -157,11 +158,10 @@ def test_runner_rejects_bad_input(demo_data, tmp_path):
         run(parse("--data", str(demo_data), "--work-dir", str(tmp_path / "c"), "--gpus", "0", "linear.lrr=1"))
 
 
-def test_run_transfer_sh_linear(demo_data, ssa_checkpoint, tmp_path):
+def test_run_transfer_linear_through_the_tool(demo_data, ssa_checkpoint, tmp_path):
     work = tmp_path / "cli"
-    proc = subprocess.run(["bash", "tools/run_transfer.sh", "linear", "--weights", str(ssa_checkpoint), "--data",
-                           str(demo_data), "--work-dir", str(work), "--gpus", "0", "--max-iters", "2",
-                           "--input-size", "32", *FAST], cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = run_tool("run_transfer.py", "linear", "--weights", ssa_checkpoint, "--data", demo_data, "--work-dir", work,
+                    "--gpus", "0", "--max-iters", "2", "--input-size", "32", *FAST, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((work / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"top1", "top5", "knn_top1"}
