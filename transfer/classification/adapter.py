@@ -4,7 +4,6 @@ file that a resumed run reads back instead of recomputing."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from transfer.classification.features import PooledBackbone, load_frozen_backbone
+from transfer.classification.transforms import eval_resize
 from transfer.distributed import Processes, close_processes, init_processes
 from transfer.engine.config import read_yaml_config
 from transfer.engine.runner import Adapter, Run, say
@@ -29,7 +29,7 @@ def load_protocol_config(path: str | os.PathLike, overrides: Sequence[str | Over
     cfg = apply_overrides(read_yaml_config(path), overrides)
     if input_size is not None:
         part = cfg[section]
-        part["resize_size"] = int(math.floor(part["resize_size"] * int(input_size) / part["crop_size"] + 0.5))
+        part["resize_size"] = eval_resize(int(input_size), part["resize_size"], part["crop_size"])
         part["crop_size"] = int(input_size)
     return cfg
 

@@ -26,6 +26,7 @@ def val_transform(crop: int, resize: int, interpolation: str = "bilinear") -> T.
                       *_to_normalized_tensor()])
 
 
-def eval_resize(crop: int) -> int:
-    """The resize of the evaluation transform for a crop of `crop` (256 for 224, MoCo's main_lincls)."""
-    return int(math.floor(crop * 256 / 224 + 0.5))
+def eval_resize(crop: int, resize: int = 256, base_crop: int = 224) -> int:
+    """The resize of the evaluation transform for a crop of `crop`, in a protocol's proportion `resize` /
+    `base_crop` (256 for 224, MoCo's main_lincls)."""
+    return int(math.floor(crop * resize / base_crop + 0.5))
